@@ -1,0 +1,239 @@
+"""The single dispatch point for attention math: ``attention(q, k, v, ...)``.
+
+Backends:
+    ``math``: pure torch, materialises the ``(B, H, L, S)`` scores and can return the weights. It is the
+        reference oracle every other backend is tested against.
+    ``sdpa``: ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient / CPU fused).
+    ``flex``: FlexAttention with a ``BlockMask`` (GPU path for structured masks and biases; no backward
+        on CPU).
+    ``triton``: polyhead's own block-sparse kernels (CUDA only; see ``polyhead.attention.kernels``).
+    ``auto``: the fastest backend that is correct for the device, dtype and features requested.
+
+Shapes: ``q`` is ``(B, H, L, D)``, ``k`` and ``v`` are ``(B, Hkv, S, D)`` with ``H % Hkv == 0`` (GQA).
+``mask`` is a bool key-padding mask ``(B, S)`` or a bool attention mask broadcastable to
+``(B, H, L, S)`` (True = attend). ``bias`` is an additive float bias broadcastable to ``(B, H, L, S)``.
+Query rows that can see no key at all produce zeros (and zero weights), never NaN.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+BACKENDS = ("auto", "math", "sdpa", "flex", "triton")
+
+
+def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if q.dim() != 4 or k.dim() != 4 or v.dim() != 4:
+        raise ValueError(
+            f"q, k, v must be 4-D (B, H, L, D); got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
+    B, H, L, D = q.shape
+    if k.shape[0] != B or v.shape[0] != B or k.shape[2] != v.shape[2] or k.shape[1] != v.shape[1]:
+        raise ValueError(f"k and v must be (B={B}, Hkv, S, D) and agree; got k {tuple(k.shape)}, v {tuple(v.shape)}")
+    if k.shape[-1] != D:
+        raise ValueError(f"k head dim must equal q head dim {D}, got {k.shape[-1]}")
+    if H % k.shape[1] != 0:
+        raise ValueError(f"number of query heads ({H}) must be a multiple of key/value heads ({k.shape[1]})")
+    S = k.shape[2]
+    if mask is not None:
+        if mask.dtype != torch.bool:
+            raise ValueError(f"mask must be a bool tensor (True = attend), got dtype {mask.dtype}")
+        if mask.dim() == 2:
+            if tuple(mask.shape) != (B, S):
+                raise ValueError(f"key-padding mask must have shape ({B}, {S}), got {tuple(mask.shape)}")
+        elif mask.dim() != 4 or mask.shape[-1] != S or mask.shape[-2] not in (1, L):
+            raise ValueError(
+                f"mask must be (B, S) = ({B}, {S}) or broadcastable to (B, H, L, S) = ({B}, {H}, {L}, {S}), "
+                f"got {tuple(mask.shape)}"
+            )
+    if bias is not None and (bias.dim() > 4 or bias.shape[-1] not in (1, S)):
+        raise ValueError(f"bias must be broadcastable to (B, H, L, S) = ({B}, {H}, {L}, {S}), got {tuple(bias.shape)}")
+
+
+def _bool_mask(mask: Tensor | None, causal: bool, L: int, S: int, device: torch.device) -> Tensor | None:
+    """Combine key padding, explicit and causal masks into one bool mask broadcastable to (B, H, L, S)."""
+    if mask is not None and mask.dim() == 2:
+        mask = mask[:, None, None, :]  # (B, 1, 1, S)
+    if causal:
+        # Bottom-right aligned, as in FlashAttention: query i sees keys j <= i + (S - L).
+        tri = torch.ones(L, S, dtype=torch.bool, device=device).tril(diagonal=S - L)
+        mask = tri if mask is None else mask & tri
+    return mask
+
+
+def _expand_kv(k: Tensor, v: Tensor, num_heads: int) -> tuple[Tensor, Tensor]:
+    rep = num_heads // k.shape[1]
+    if rep == 1:
+        return k, v
+    return k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+
+
+def math_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    bias: Tensor | None = None,
+    mask: Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Reference attention. Returns ``(output (B, H, L, D), weights (B, H, L, S))``."""
+    B, H, L, D = q.shape
+    S = k.shape[2]
+    k, v = _expand_kv(k, v, H)
+    scale = 1.0 / math.sqrt(D) if scale is None else scale
+    scores = torch.matmul(q, k.transpose(-2, -1)) * scale  # (B, H, L, S)
+    if bias is not None:
+        scores = scores + bias
+    keep = _bool_mask(mask, causal, L, S, q.device)
+    if keep is not None:
+        scores = scores.masked_fill(~keep, float("-inf"))
+    # Rows with no visible key: softmax over all -inf is NaN; define them as zero weights.
+    row_max = scores.amax(dim=-1, keepdim=True)
+    empty = torch.isneginf(row_max)
+    scores = scores.masked_fill(empty, 0.0)
+    weights = torch.softmax(scores, dim=-1)
+    if keep is not None:
+        weights = weights.masked_fill(empty, 0.0)
+    return torch.matmul(weights, v), weights
+
+
+def _sdpa(
+    q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor | None, mask: Tensor | None, causal: bool, scale: float | None
+) -> Tensor:
+    B, H, L, _ = q.shape
+    S = k.shape[2]
+    gqa = k.shape[1] != H
+    keep = _bool_mask(mask, causal and (bias is not None or mask is not None or L != S), L, S, q.device)
+    attn_mask: Tensor | None = keep
+    is_causal = causal and attn_mask is None
+    if bias is not None:
+        b = bias.to(q.dtype)
+        attn_mask = b if keep is None else b.masked_fill(~keep, float("-inf"))
+    out = F.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=gqa
+    )
+    if keep is not None:
+        # SDPA yields NaN (or garbage) for rows that see no key; make them zero like the oracle.
+        any_key = keep.any(dim=-1, keepdim=True)
+        out = out.masked_fill(~any_key, 0.0)
+    return out
+
+
+def _flex(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    block_mask: Any,
+    causal: bool,
+    scale: float | None,
+) -> Tensor:
+    from torch.nn.attention.flex_attention import flex_attention
+
+    B, H, L, _ = q.shape
+    S = k.shape[2]
+    keep = _bool_mask(mask, causal, L, S, q.device)
+    score_mod = None
+    if bias is not None or keep is not None:
+        b = None if bias is None else bias.expand(B, H, L, S)
+        kp = None if keep is None else keep.expand(B, H, L, S)
+
+        def score_mod(score, b_i, h_i, q_i, k_i):  # noqa: ANN001, ANN202
+            if b is not None:
+                score = score + b[b_i, h_i, q_i, k_i]
+            if kp is not None:
+                score = torch.where(kp[b_i, h_i, q_i, k_i], score, -float("inf"))
+            return score
+
+    out = flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=k.shape[1] != H)
+    return torch.nan_to_num(out, nan=0.0) if keep is not None or block_mask is not None else out
+
+
+def _block_mask_dense(block_mask: Any, B: int, H: int, L: int, S: int, device: torch.device) -> Tensor:
+    """Evaluate a FlexAttention BlockMask's ``mask_mod`` on the full grid (math oracle only)."""
+    b = torch.arange(B, device=device)[:, None, None, None]
+    h = torch.arange(H, device=device)[None, :, None, None]
+    qi = torch.arange(L, device=device)[None, None, :, None]
+    ki = torch.arange(S, device=device)[None, None, None, :]
+    return block_mask.mask_mod(b, h, qi, ki).expand(B, H, L, S)
+
+
+def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any) -> bool:
+    if not q.is_cuda:
+        return False
+    try:
+        from polyhead.attention import kernels
+    except ImportError:
+        return False
+    supported = getattr(kernels, "supports", None)
+    return bool(supported and supported(q, bias=bias, block_mask=block_mask))
+
+
+def select_backend(
+    q: Tensor, *, bias: Tensor | None, mask: Tensor | None, block_mask: Any, need_weights: bool
+) -> str:
+    """The backend ``auto`` resolves to for these inputs."""
+    if need_weights:
+        return "math"
+    if q.is_cuda and _triton_supported(q, bias, block_mask):
+        return "triton"
+    if block_mask is not None:
+        # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback.
+        return "flex" if q.is_cuda else "math"
+    return "sdpa"
+
+
+def attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    bias: Tensor | None = None,
+    mask: Tensor | None = None,
+    block_mask: Any = None,
+    causal: bool = False,
+    scale: float | None = None,
+    backend: str = "auto",
+    need_weights: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
+    """Scaled dot-product attention dispatched to a backend.
+
+    Returns the output ``(B, H, L, D)``; with ``need_weights=True`` returns ``(output, weights)`` and
+    only the ``math`` backend (or ``auto``) can serve it.
+    """
+    _check(q, k, v, mask, bias, backend)
+    if backend == "auto":
+        backend = select_backend(q, bias=bias, mask=mask, block_mask=block_mask, need_weights=need_weights)
+    if need_weights and backend != "math":
+        raise ValueError(f"need_weights=True needs backend 'math' or 'auto', got {backend!r}")
+    B, H, L, _ = q.shape
+    S = k.shape[2]
+    if backend == "math":
+        if block_mask is not None:
+            dense = _block_mask_dense(block_mask, B, H, L, S, q.device)
+            mask = dense if mask is None else dense & _bool_mask(mask, False, L, S, q.device)
+        out, weights = math_attention(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
+        return (out, weights) if need_weights else out
+    if backend == "sdpa":
+        if block_mask is not None:
+            raise ValueError("backend 'sdpa' cannot take a block_mask; use 'flex' (GPU), 'triton' (CUDA) or 'math'")
+        return _sdpa(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
+    if backend == "flex":
+        return _flex(q, k, v, bias=bias, mask=mask, block_mask=block_mask, causal=causal, scale=scale)
+    # backend == "triton"
+    if not q.is_cuda:
+        raise ValueError("backend 'triton' needs CUDA tensors; use 'sdpa' or 'math' on CPU")
+    from polyhead.attention import kernels
+
+    return kernels.attention(q, k, v, bias=bias, mask=mask, block_mask=block_mask, causal=causal, scale=scale)

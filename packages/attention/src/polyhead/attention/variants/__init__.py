@@ -1,0 +1,1 @@
+"""Attention variants, one file per paper. Each registers itself with ``@register_attention``."""
