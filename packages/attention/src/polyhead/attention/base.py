@@ -35,13 +35,19 @@ class AttentionBase(nn.Module):
     """Base class for registered attention variants.
 
     Class attributes a variant may override:
+        backends: the ``functional.attention`` backends its ``backend=`` option accepts.
         supports_cross: whether ``context`` (cross-attention) is accepted.
+        supports_causal: whether the variant takes a ``causal=`` option.
         needs_shape: whether a 2-D ``shape=(H, W)`` grid is required.
+        example_shape: a grid the default options accept (2-D variants), used by generic tests/benchmarks.
     """
 
     variant_name: str = "?"
+    backends: tuple[str, ...] = ("math", "sdpa")
     supports_cross: bool = True
+    supports_causal: bool = False
     needs_shape: bool = False
+    example_shape: tuple[int, int] | None = None
 
     def __init__(self, *, dim: int, num_heads: int, head_dim: int | None = None) -> None:
         super().__init__()

@@ -32,6 +32,9 @@ class MultiHeadAttention(AttentionBase):
         backend: ``functional.attention`` backend.
     """
 
+    backends = ("math", "sdpa", "flex")
+    supports_causal = True
+
     def __init__(
         self,
         *,
