@@ -1,1 +1,30 @@
-"""polyhead.train."""
+"""polyhead.train: the common PyTorch Lightning training platform of polyhead.
+
+    >>> from polyhead.train import run_cli
+    >>> run_cli("ctr", CTRModule, CTRDataModule, monitor="val/auc", mode="max")
+
+gives ``polyhead-ctr fit|validate|test|predict`` with run directories, W&B (offline by default),
+checkpoints, resume and the shared callbacks. ``polyhead list`` / ``polyhead demo`` discover the
+installed domains through the ``polyhead.domains`` entry points.
+"""
+
+from polyhead.train.cli import PolyheadCLI, RunOptions, default_trainer_settings, run_cli
+from polyhead.train.domains import DemoRow, Domain, discover_domains
+from polyhead.train.loaders import stateful_loader
+from polyhead.train.media import log_figure, run_dir
+from polyhead.train.wandb_offline import OfflineRun, read_offline_run
+
+__all__ = [
+    "DemoRow",
+    "Domain",
+    "OfflineRun",
+    "PolyheadCLI",
+    "RunOptions",
+    "default_trainer_settings",
+    "discover_domains",
+    "log_figure",
+    "read_offline_run",
+    "run_cli",
+    "run_dir",
+    "stateful_loader",
+]
