@@ -126,8 +126,8 @@ class PointerData(pl.LightningDataModule):
         return stateful_loader(self.val, batch_size=256)
 
 
-def main(args: list[str] | None = None) -> None:
-    run_cli(
+def main(args: list[str] | None = None):
+    return run_cli(
         "example",
         PointerModel,
         PointerData,

@@ -53,6 +53,12 @@ def test_fit_test_no_config_run_dir_and_wandb(tmp_path: Path, capsys: pytest.Cap
     assert set(metrics["metrics"]) == {"test/loss", "test/acc"}
     assert (run / "config.test.yaml").is_file()
 
+    main(["validate", "--run.root", str(tmp_path), "--run.wandb", "disabled"])
+    assert (run / "config.validate.yaml").is_file()
+    cli = main(["predict", "--run.root", str(tmp_path), "--run.wandb", "disabled"])
+    preds = torch.cat(cli.trainer.predict_loop.predictions)
+    assert preds.shape == (512,) and preds.dtype == torch.long
+
     logged = read_offline_run(run)
     assert logged.config["model"]["dim"] == 32
     assert len(logged.metric("val/acc")) == 2  # two epochs of validation
