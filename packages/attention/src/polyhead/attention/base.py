@@ -56,7 +56,9 @@ class AttentionBase(nn.Module):
         if not isinstance(num_heads, int) or num_heads <= 0:
             raise ValueError(f"num_heads must be a positive int, got {num_heads!r}")
         if head_dim is None and dim % num_heads != 0:
-            raise ValueError(f"num_heads ({num_heads}) must divide dim ({dim}); got dim % num_heads = {dim % num_heads}")
+            raise ValueError(
+                f"num_heads ({num_heads}) must divide dim ({dim}); got dim % num_heads = {dim % num_heads}"
+            )
         self.dim = dim
         self.num_heads = num_heads
         self.head_dim = head_dim if head_dim is not None else dim // num_heads
@@ -120,9 +122,13 @@ class AttentionBase(nn.Module):
         if mask is not None:
             if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
                 got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
-                raise ValueError(f"{name}: mask must be a bool tensor (True = keep) of shape ({B}, {S}), got {got}")
+                raise ValueError(
+                    f"{name}: mask must be a bool tensor (True = keep) of shape ({B}, {S}), got {got}"
+                )
             if tuple(mask.shape) != (B, S):
-                raise ValueError(f"{name}: mask must have shape ({B}, {S}) (batch, keys), got {tuple(mask.shape)}")
+                raise ValueError(
+                    f"{name}: mask must have shape ({B}, {S}) (batch, keys), got {tuple(mask.shape)}"
+                )
         if self.needs_shape:
             if shape is None:
                 raise ValueError(f"{name}: shape=(H, W) is required for this 2-D variant (L = {L})")

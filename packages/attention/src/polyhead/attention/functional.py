@@ -36,7 +36,9 @@ def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | 
         )
     B, H, L, D = q.shape
     if k.shape[0] != B or v.shape[0] != B or k.shape[2] != v.shape[2] or k.shape[1] != v.shape[1]:
-        raise ValueError(f"k and v must be (B={B}, Hkv, S, D) and agree; got k {tuple(k.shape)}, v {tuple(v.shape)}")
+        raise ValueError(
+            f"k and v must be (B={B}, Hkv, S, D) and agree; got k {tuple(k.shape)}, v {tuple(v.shape)}"
+        )
     if k.shape[-1] != D:
         raise ValueError(f"k head dim must equal q head dim {D}, got {k.shape[-1]}")
     if H % k.shape[1] != 0:
@@ -54,7 +56,9 @@ def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | 
                 f"got {tuple(mask.shape)}"
             )
     if bias is not None and (bias.dim() > 4 or bias.shape[-1] not in (1, S)):
-        raise ValueError(f"bias must be broadcastable to (B, H, L, S) = ({B}, {H}, {L}, {S}), got {tuple(bias.shape)}")
+        raise ValueError(
+            f"bias must be broadcastable to (B, H, L, S) = ({B}, {H}, {L}, {S}), got {tuple(bias.shape)}"
+        )
 
 
 def _bool_mask(mask: Tensor | None, causal: bool, L: int, S: int, device: torch.device) -> Tensor | None:
@@ -107,7 +111,14 @@ def math_attention(
 
 
 def _sdpa(
-    q: Tensor, k: Tensor, v: Tensor, *, bias: Tensor | None, mask: Tensor | None, causal: bool, scale: float | None
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    *,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    causal: bool,
+    scale: float | None,
 ) -> Tensor:
     B, H, L, _ = q.shape
     S = k.shape[2]
@@ -149,14 +160,16 @@ def _flex(
         b = None if bias is None else bias.expand(B, H, L, S)
         kp = None if keep is None else keep.expand(B, H, L, S)
 
-        def score_mod(score, b_i, h_i, q_i, k_i):  # noqa: ANN001, ANN202
+        def score_mod(score, b_i, h_i, q_i, k_i):
             if b is not None:
                 score = score + b[b_i, h_i, q_i, k_i]
             if kp is not None:
                 score = torch.where(kp[b_i, h_i, q_i, k_i], score, -float("inf"))
             return score
 
-    out = flex_attention(q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=k.shape[1] != H)
+    out = flex_attention(
+        q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=k.shape[1] != H
+    )
     return torch.nan_to_num(out, nan=0.0) if keep is not None or block_mask is not None else out
 
 
@@ -227,7 +240,9 @@ def attention(
         return (out, weights) if need_weights else out
     if backend == "sdpa":
         if block_mask is not None:
-            raise ValueError("backend 'sdpa' cannot take a block_mask; use 'flex' (GPU), 'triton' (CUDA) or 'math'")
+            raise ValueError(
+                "backend 'sdpa' cannot take a block_mask; use 'flex' (GPU), 'triton' (CUDA) or 'math'"
+            )
         return _sdpa(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
     if backend == "flex":
         return _flex(q, k, v, bias=bias, mask=mask, block_mask=block_mask, causal=causal, scale=scale)

@@ -50,7 +50,9 @@ class MultiHeadAttention(AttentionBase):
         super().__init__(dim=dim, num_heads=num_heads)
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_kv_heads <= 0 or num_heads % num_kv_heads != 0:
-            raise ValueError(f"num_kv_heads ({num_kv_heads}) must be positive and divide num_heads ({num_heads})")
+            raise ValueError(
+                f"num_kv_heads ({num_kv_heads}) must be positive and divide num_heads ({num_heads})"
+            )
         self.num_kv_heads = num_kv_heads
         self.causal = causal
         self.backend = backend
