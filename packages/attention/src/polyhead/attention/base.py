@@ -138,10 +138,16 @@ class AttentionBase(nn.Module):
             raise ValueError(f"{name}: shape {tuple(shape)} does not match L = {L}; expected H * W == L")
 
     def gate_heads(self, o: Tensor) -> Tensor:
-        """Apply the per-head gate to per-head outputs ``o`` of shape ``(B, H, L, Dh)``."""
-        if self.head_gate is None:
+        """Apply the per-head gate to per-head outputs ``o`` of shape ``(B, H, L, Dh)``.
+
+        The gate is ``(H,)`` (one value per head) or ``(B, H)`` (per example: head importance uses it to
+        get per-example gradients in one backward pass).
+        """
+        g = self.head_gate
+        if g is None:
             return o
-        return o * self.head_gate.to(dtype=o.dtype, device=o.device).view(1, -1, 1, 1)
+        g = g.to(dtype=o.dtype, device=o.device)
+        return o * (g.view(1, -1, 1, 1) if g.dim() == 1 else g.view(g.shape[0], -1, 1, 1))
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, num_heads={self.num_heads}, head_dim={self.head_dim}"
