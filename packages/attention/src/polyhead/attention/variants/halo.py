@@ -1,0 +1,142 @@
+"""HaloNet blocked local self-attention with halos.
+
+Vaswani et al., "Scaling Local Self-Attention for Parameter Efficient Visual Backbones" (CVPR 2021,
+arXiv:2103.12731). The grid is cut into non-overlapping ``b x b`` query blocks; each block attends to the
+``(b + 2h)^2`` window around it (the block plus a halo of ``h`` tokens on every side; b = 8, h = 3 in the
+paper). Positions are encoded with relative logits ``q . (r_row[dy] + r_col[dx])`` for the key offset
+``(dy, dx)`` from the query, as in HaloNet/timm. Keys outside the grid (zero padding) are masked.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from polyhead.attention.base import AttentionBase, AttentionOutput
+from polyhead.attention.functional import attention
+from polyhead.attention.registry import register_attention
+from polyhead.attention.windows import padded_size, partition, unpartition
+
+
+def halo_pattern(H: int, W: int, block: int, halo: int, device: torch.device | None = None) -> Tensor:
+    """``(L, L)`` bool: key (Y, X) is in the halo window of the block holding query (y, x)."""
+    y, x = torch.meshgrid(torch.arange(H, device=device), torch.arange(W, device=device), indexing="ij")
+    y, x = y.flatten(), x.flatten()
+    y0, x0 = (y // block) * block - halo, (x // block) * block - halo  # window origin per query
+    win = block + 2 * halo
+    ok_y = (y[None, :] >= y0[:, None]) & (y[None, :] < y0[:, None] + win)
+    ok_x = (x[None, :] >= x0[:, None]) & (x[None, :] < x0[:, None] + win)
+    return ok_y & ok_x
+
+
+def halo_mask_mod(H: int, W: int, block: int, halo: int):
+    """FlexAttention ``mask_mod(b, h, q_idx, kv_idx)`` of :func:`halo_pattern` on row-major tokens."""
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        qy, qx = q_idx // W, q_idx % W
+        ky, kx = kv_idx // W, kv_idx % W
+        y0, x0 = (qy // block) * block - halo, (qx // block) * block - halo
+        win = block + 2 * halo
+        return (ky >= y0) & (ky < y0 + win) & (kx >= x0) & (kx < x0 + win)
+
+    return mask_mod
+
+
+@register_attention("halo")
+class HaloAttention(AttentionBase):
+    """HaloNet attention.
+
+    Args:
+        dim: token width.
+        num_heads: heads.
+        block_size: query block b.
+        halo_size: halo h.
+        backend: ``math`` (oracle), ``sdpa`` or ``flex`` (per-block windows), ``auto``.
+    """
+
+    backends = ("math", "sdpa", "flex")
+    supports_cross = False
+    needs_shape = True
+    example_shape = (16, 16)
+
+    def __init__(
+        self, *, dim: int, num_heads: int, block_size: int = 8, halo_size: int = 3, backend: str = "auto"
+    ) -> None:
+        super().__init__(dim=dim, num_heads=num_heads)
+        if block_size < 1 or halo_size < 0:
+            raise ValueError(f"block_size must be >= 1 and halo_size >= 0, got {block_size}, {halo_size}")
+        self.block, self.halo, self.backend = block_size, halo_size, backend
+        self.win = block_size + 2 * halo_size
+        n_rel = 2 * (block_size + halo_size) - 1
+        self.rel_row = nn.Parameter(torch.randn(n_rel, self.head_dim) * self.head_dim**-0.5)
+        self.rel_col = nn.Parameter(torch.randn(n_rel, self.head_dim) * self.head_dim**-0.5)
+        self.q_proj = nn.Linear(dim, dim)
+        self.kv_proj = nn.Linear(dim, 2 * dim)
+        self.out_proj = nn.Linear(dim, dim)
+
+    def _rel_logits(self, q: Tensor, idx_row: Tensor, idx_col: Tensor) -> Tensor:
+        """``q . (r_row[dy] + r_col[dx])``: q ``(..., Lq, Dh)``, indices ``(Lq, Lk)`` -> ``(..., Lq, Lk)``."""
+        lr = torch.matmul(q, self.rel_row.T)  # (..., Lq, n_rel)
+        lc = torch.matmul(q, self.rel_col.T)
+        shape = (*q.shape[:-1], idx_row.shape[-1])
+        return lr.gather(-1, idx_row.expand(shape)) + lc.gather(-1, idx_col.expand(shape))
+
+    def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
+        B, L, _ = x.shape
+        Hh, Ww = int(shape[0]), int(shape[1])
+        Nh, Dh, b, h = self.num_heads, self.head_dim, self.block, self.halo
+        off = b - 1 + h  # relative offset dy = Y - y maps to table row dy + off
+        q = self.q_proj(x)
+        kv = self.kv_proj(x)
+        if need_weights or self.backend == "math":
+            qh = q.view(B, L, Nh, Dh).transpose(1, 2)
+            k, v = kv.view(B, L, 2, Nh, Dh).permute(2, 0, 3, 1, 4)
+            y, xx = torch.meshgrid(
+                torch.arange(Hh, device=x.device), torch.arange(Ww, device=x.device), indexing="ij"
+            )
+            y, xx = y.flatten(), xx.flatten()
+            n_rel = self.rel_row.shape[0]
+            idx_r = (y[None, :] - y[:, None] + off).clamp(0, n_rel - 1)
+            idx_c = (xx[None, :] - xx[:, None] + off).clamp(0, n_rel - 1)
+            bias = self._rel_logits(qh, idx_r, idx_c)  # (B, H, L, L)
+            keep = halo_pattern(Hh, Ww, b, h, x.device)[None, None]
+            if mask is not None:
+                keep = keep & mask[:, None, None, :]
+            o, w = attention(
+                qh, k, v, bias=bias, mask=keep, scale=Dh**-0.5, backend="math", need_weights=True
+            )
+            o = o.transpose(1, 2).reshape(B, L, Nh * Dh)
+        else:
+            w = None
+            qb = partition(q, Hh, Ww, b, "block")  # (B, nb, b*b, C)
+            nb = qb.shape[1]
+            qb = qb.view(B * nb, b * b, Nh, Dh).transpose(1, 2)  # (B*nb, H, b*b, Dh)
+            Hp, Wp = padded_size(Hh, b), padded_size(Ww, b)
+            valid = (
+                torch.ones(B, L, 1, device=x.device, dtype=kv.dtype)
+                if mask is None
+                else mask[..., None].to(kv.dtype)
+            )
+            grid = torch.cat([kv, valid], dim=-1).view(B, Hh, Ww, 2 * self.dim + 1).permute(0, 3, 1, 2)
+            grid = F.pad(grid, (h, Wp - Ww + h, h, Hp - Hh + h))  # zero = padding, invalid
+            win = self.win
+            kw = grid.unfold(2, win, b).unfold(3, win, b)  # (B, C+1, nby, nbx, win, win)
+            kw = kw.permute(0, 2, 3, 4, 5, 1).reshape(B * nb, win * win, 2 * self.dim + 1)
+            key_ok = kw[..., -1] > 0.5  # (B*nb, win*win)
+            k, v = kw[..., :-1].view(B * nb, win * win, 2, Nh, Dh).permute(2, 0, 3, 1, 4)
+            qy, qx = torch.meshgrid(
+                torch.arange(b, device=x.device), torch.arange(b, device=x.device), indexing="ij"
+            )
+            wy, wx = torch.meshgrid(
+                torch.arange(win, device=x.device), torch.arange(win, device=x.device), indexing="ij"
+            )
+            idx_r = wy.flatten()[None, :] - qy.flatten()[:, None] + b - 1  # (b*b, win*win), = dy + off
+            idx_c = wx.flatten()[None, :] - qx.flatten()[:, None] + b - 1
+            bias = self._rel_logits(qb, idx_r, idx_c)  # (B*nb, H, b*b, win*win)
+            o = attention(
+                qb, k, v, bias=bias, mask=key_ok[:, None, None, :], scale=Dh**-0.5, backend=self.backend
+            )
+            o = unpartition(o.transpose(1, 2).reshape(B, nb, b * b, Nh * Dh), Hh, Ww, b, "block")  # (B, L, C)
+        o = self.gate_heads(o.view(B, L, Nh, Dh).transpose(1, 2)).transpose(1, 2).reshape(B, L, self.dim)
+        return AttentionOutput(self.out_proj(o), w)
