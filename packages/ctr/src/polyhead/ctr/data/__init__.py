@@ -1,0 +1,1 @@
+"""CTR data: raw readers, feature encoding, splits and caches, generated default data."""
