@@ -45,16 +45,22 @@ def _case(name: str, L: int, repeats: int) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     side = math.isqrt(L)
     if name == "dense_explicit_mask":
-        # Dense SDPA fed the explicit (L, L) pattern of a windowed variant (HaloNet's here).
+        # What a generic implementation needs for a windowed pattern: the mha module (same projections)
+        # with SDPA given the explicit (L, L) mask (HaloNet's pattern here).
         from polyhead.attention.variants.halo import halo_pattern
 
-        q, k, v = (torch.randn(1, HEADS, L, DIM // HEADS, requires_grad=True) for _ in range(3))
+        m = create_attention("mha", dim=DIM, num_heads=HEADS)
+        x = torch.randn(1, L, DIM, requires_grad=True)
         keep = halo_pattern(side, side, 8, 3)[None, None]
 
         def run() -> torch.Tensor:
-            return attention(q, k, v, mask=keep, backend="sdpa")
+            q = m.q_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
+            k = m.k_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
+            v = m.v_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
+            o = attention(q, k, v, mask=keep, backend="sdpa")
+            return m.out_proj(o.transpose(1, 2).reshape(1, L, DIM))
 
-        params: list = [q, k, v]
+        params: list = [x, *m.parameters()]
     else:
         cls = get_attention_class(name)
         m = create_attention(name, dim=DIM, num_heads=HEADS)
@@ -100,7 +106,7 @@ def _measure(name: str, L: int, repeats: int, timeout: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--lengths", type=int, nargs="+", default=[256, 1024, 4096])
+    ap.add_argument("--lengths", type=int, nargs="*", default=[256, 1024, 4096])
     ap.add_argument("--long", type=int, default=16384, help="L for the linear-memory variants (0 to skip)")
     ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--repeats", type=int, default=3)

@@ -22,6 +22,19 @@ from torch import Tensor
 MaskMod = Callable[..., Tensor]
 
 
+def recompute_in_backward(fn: Callable[..., Tensor], *args: Tensor) -> Tensor:
+    """Run ``fn(*args)`` without keeping its intermediates for backward (they are recomputed).
+
+    The structured variants use it around their gather + attention core, so that training memory is
+    the inputs plus one chunk's working set instead of every chunk's gathered keys and scores.
+    """
+    if torch.is_grad_enabled() and any(a.requires_grad for a in args if isinstance(a, Tensor)):
+        from torch.utils.checkpoint import checkpoint
+
+        return checkpoint(fn, *args, use_reentrant=False)
+    return fn(*args)
+
+
 @dataclass
 class BlockLayout:
     """Compact per-head block layout.
@@ -116,36 +129,67 @@ def block_sparse_attention(
     Returns:
         ``(B, H, L, D)``; queries that see no key get zeros.
     """
-    from polyhead.attention.functional import attention
-
     B, H, L, D = q.shape
     S = k.shape[2]
     bq, bk = layout.block_q, layout.block_k
     nq, nk = -(-L // bq), -(-S // bk)
     Lp, Sp = nq * bq, nk * bk
-    qp = torch.nn.functional.pad(q, (0, 0, 0, Lp - L)).view(B, H, nq, bq, D)
+    qp = torch.nn.functional.pad(q, (0, 0, 0, Lp - L))
     kp = torch.nn.functional.pad(k, (0, 0, 0, Sp - S)).view(B, H, nk, bk, D)
     vp = torch.nn.functional.pad(v, (0, 0, 0, Sp - S)).view(B, H, nk, bk, v.shape[-1])
-    idx = layout.indices  # (H, nq, K)
+    kpad = None if key_padding is None else torch.nn.functional.pad(key_padding, (0, Sp - S))
+    K = layout.indices.shape[-1]
+    # Query blocks per chunk: about 2^22 score elements per head at a time.
+    step = max(1, (1 << 22) // max(1, B * bq * K * bk))
+    outs = []
+    for s0 in range(0, nq, step):
+        s1 = min(nq, s0 + step)
+
+        def chunk(qc: Tensor, kp: Tensor, vp: Tensor, s0: int = s0, s1: int = s1) -> Tensor:
+            return _block_chunk(qc, kp, vp, layout, mask_mod, kpad, s0, s1, S, scale, backend)
+
+        outs.append(recompute_in_backward(chunk, qp[:, :, s0 * bq : s1 * bq], kp, vp))
+    return torch.cat(outs, dim=2)[:, :, :L]
+
+
+def _block_chunk(
+    qc: Tensor,
+    kp: Tensor,
+    vp: Tensor,
+    layout: BlockLayout,
+    mask_mod: MaskMod,
+    kpad: Tensor | None,
+    s0: int,
+    s1: int,
+    S: int,
+    scale: float | None,
+    backend: str,
+) -> Tensor:
+    """Query blocks ``s0:s1`` against their gathered key blocks: ``(B, H, (s1 - s0) * bq, Dv)``."""
+    from polyhead.attention.functional import attention
+
+    B, H, _, D = qc.shape
+    bq, bk = layout.block_q, layout.block_k
+    n = s1 - s0
+    idx = layout.indices[:, s0:s1]  # (H, n, K)
     K = idx.shape[-1]
-    hh = torch.arange(H, device=q.device)[:, None, None]
-    kg = kp[:, hh, idx].reshape(B, H, nq, K * bk, D)  # (B, H, nq, K*bk, D)
-    vg = vp[:, hh, idx].reshape(B, H, nq, K * bk, v.shape[-1])
-    # Token indices of the gathered keys and of the queries.
-    k_tok = (idx[..., None] * bk + torch.arange(bk, device=q.device)).reshape(H, nq, K * bk)
-    q_tok = torch.arange(Lp, device=q.device).view(nq, bq)
-    allowed = mask_mod(
-        None, hh[..., None], q_tok[None, :, :, None], k_tok[:, :, None, :]
-    )  # (H, nq, bq, K*bk)
-    allowed = allowed & layout.valid.repeat_interleave(bk, dim=-1)[:, :, None, :] & (k_tok < S)[:, :, None, :]
-    allowed = allowed.expand(B, H, nq, bq, K * bk)
-    if key_padding is not None:
-        kpad = torch.nn.functional.pad(key_padding, (0, Sp - S))
+    hh = torch.arange(H, device=qc.device)[:, None, None]
+    kg = kp[:, hh, idx].reshape(B, H, n, K * bk, D)
+    vg = vp[:, hh, idx].reshape(B, H, n, K * bk, vp.shape[-1])
+    k_tok = (idx[..., None] * bk + torch.arange(bk, device=qc.device)).reshape(H, n, K * bk)
+    q_tok = torch.arange(s0 * bq, s1 * bq, device=qc.device).view(n, bq)
+    allowed = mask_mod(None, hh[..., None], q_tok[None, :, :, None], k_tok[:, :, None, :])  # (H, n, bq, K*bk)
+    allowed = allowed & layout.valid[:, s0:s1].repeat_interleave(bk, dim=-1)[:, :, None, :]
+    allowed = (allowed & (k_tok < S)[:, :, None, :]).expand(B, H, n, bq, K * bk)
+    if kpad is not None:
         allowed = allowed & _gather_keys(kpad, k_tok)[:, :, :, None, :]
-    # Fold (B, nq) into the batch: (B*nq, H, bq, K*bk).
-    fold = lambda t: t.transpose(1, 2).reshape(B * nq, H, *t.shape[3:])  # noqa: E731
-    o = attention(fold(qp), fold(kg), fold(vg), mask=fold(allowed), scale=scale, backend=backend)
-    return o.view(B, nq, H, bq, -1).transpose(1, 2).reshape(B, H, Lp, -1)[:, :, :L]
+    qb = qc.view(B, H, n, bq, D)
+
+    def fold(t: Tensor) -> Tensor:  # (B, H, n, ...) -> (B * n, H, ...)
+        return t.transpose(1, 2).reshape(B * n, H, *t.shape[3:])
+
+    o = attention(fold(qb), fold(kg), fold(vg), mask=fold(allowed), scale=scale, backend=backend)
+    return o.view(B, n, H, bq, -1).transpose(1, 2).reshape(B, H, n * bq, -1)
 
 
 def _gather_keys(key_padding: Tensor, k_tok: Tensor) -> Tensor:

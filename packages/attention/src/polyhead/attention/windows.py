@@ -148,9 +148,8 @@ class GroupedGridAttention:
                 qg, kg, vg = (heads_to_groups(t[:, sl], Hh, Ww, size, kind) for t in (q, k, v))
                 valid = partition_mask(mask, B, Hh, Ww, size, kind, x.device)  # (B, n, size^2)
                 bias = table[:, window_relative_index(size, x.device)][None]  # (1, nh, size^2, size^2)
-                o = attention(
-                    qg, kg, vg, bias=bias, mask=valid.flatten(0, 1)[:, None, None, :], backend=self.backend
-                )
+                keep = valid.flatten(0, 1)[:, None, None, :]
+                o = attention(qg, kg, vg, bias=bias, mask=keep, backend=self.backend)
                 n = valid.shape[1]
                 o = o.transpose(1, 2).reshape(B, n, size * size, nh * self.head_dim)
                 outs.append(unpartition(o, Hh, Ww, size, kind).view(B, L, nh, self.head_dim).transpose(1, 2))

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from polyhead.attention.base import AttentionBase, AttentionOutput
 from polyhead.attention.functional import attention
+from polyhead.attention.layouts import recompute_in_backward
 from polyhead.attention.registry import register_attention
 
 
@@ -70,6 +71,24 @@ def dma_pattern(
 def _fold(t: Tensor) -> Tensor:
     """``(B, H, c, ...)`` -> ``(B * c, H, ...)``: every query becomes its own batch entry."""
     return t.transpose(1, 2).reshape(t.shape[0] * t.shape[2], t.shape[1], *t.shape[3:])
+
+
+def _gathered_attention(
+    qc: Tensor, k: Tensor, v: Tensor, bias: Tensor, idx: Tensor, valid: Tensor, backend: str
+) -> Tensor:
+    """Queries ``(B, H, c, Dh)`` against their own kept keys ``idx (B, H, c, w)``: ``(B*c, H, 1, Dh)``."""
+    B, H = qc.shape[:2]
+    hb = torch.arange(B, device=qc.device)[:, None, None, None]
+    hh = torch.arange(H, device=qc.device)[None, :, None, None]
+    kg, vg, bg = k[hb, hh, idx], v[hb, hh, idx], bias[hb, hh, idx]  # (B, H, c, w, Dh), (B, H, c, w)
+    return attention(
+        _fold(qc[..., None, :]),
+        _fold(kg),
+        _fold(vg),
+        bias=_fold(bg[..., None, :]),
+        mask=_fold(valid[..., None, :]),
+        backend=backend,
+    )
 
 
 @register_attention("dma")
@@ -127,24 +146,21 @@ class DynamicMaskAttention(AttentionBase):
             o, w = attention(q, k, v, bias=bias[:, :, None, :], mask=keep, backend="math", need_weights=True)
         else:
             outs = []
-            hb = torch.arange(B, device=x.device)[:, None, None, None]
-            hh = torch.arange(H, device=x.device)[None, :, None, None]
             for s in range(0, L, self.chunk_size):
                 e = min(L, s + self.chunk_size)
                 idx, valid = dma_select(
                     bias, L, self.window, causal=self.causal, key_padding=mask, q_start=s, q_end=e
                 )
-                kg, vg = k[hb, hh, idx], v[hb, hh, idx]  # (B, H, c, w, Dh)
-                bg = bias[hb, hh, idx]  # (B, H, c, w)
-                c = idx.shape[2]
-                o = attention(
-                    _fold(q[:, :, s:e, None, :]),
-                    _fold(kg),
-                    _fold(vg),
-                    bias=_fold(bg[..., None, :]),
-                    mask=_fold(valid[..., None, :]),
-                    backend=self.backend,
+                o = recompute_in_backward(
+                    lambda qc, k, v, bias, idx=idx, valid=valid: _gathered_attention(
+                        qc, k, v, bias, idx, valid, self.backend
+                    ),
+                    q[:, :, s:e],
+                    k,
+                    v,
+                    bias,
                 )  # (B*c, H, 1, Dh)
+                c = idx.shape[2]
                 outs.append(o.view(B, c, H, Dh).transpose(1, 2))
             o = torch.cat(outs, dim=2)
         o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)

@@ -82,6 +82,21 @@ class HaloAttention(AttentionBase):
         shape = (*q.shape[:-1], idx_row.shape[-1])
         return lr.gather(-1, idx_row.expand(shape)) + lc.gather(-1, idx_col.expand(shape))
 
+    def _window_rel_logits(self, qb: Tensor, rel_row: Tensor, rel_col: Tensor) -> Tensor:
+        """Relative logits of block queries ``(N, H, b*b, Dh)`` against their window: ``(N, H, b*b, win*win)``.
+
+        Factorised per axis (as HaloNet/timm do), so no ``(b*b, win*win)`` index tensor is expanded.
+        """
+        N, H, _, Dh = qb.shape
+        b, win = self.block, self.win
+        rel = (
+            torch.arange(win, device=qb.device)[None, :] - torch.arange(b, device=qb.device)[:, None] + b - 1
+        )
+        q5 = qb.view(N, H, b, b, Dh)  # (N, H, qy, qx, Dh)
+        lr = torch.einsum("nhyxd,ywd->nhyxw", q5, rel_row[rel])  # (N, H, b, b, win) by key row
+        lc = torch.einsum("nhyxd,xwd->nhyxw", q5, rel_col[rel])  # by key column
+        return (lr[..., :, None] + lc[..., None, :]).reshape(N, H, b * b, win * win)
+
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
         B, L, _ = x.shape
         Hh, Ww = int(shape[0]), int(shape[1])
@@ -125,15 +140,7 @@ class HaloAttention(AttentionBase):
             kw = kw.permute(0, 2, 3, 4, 5, 1).reshape(B * nb, win * win, 2 * self.dim + 1)
             key_ok = kw[..., -1] > 0.5  # (B*nb, win*win)
             k, v = kw[..., :-1].view(B * nb, win * win, 2, Nh, Dh).permute(2, 0, 3, 1, 4)
-            qy, qx = torch.meshgrid(
-                torch.arange(b, device=x.device), torch.arange(b, device=x.device), indexing="ij"
-            )
-            wy, wx = torch.meshgrid(
-                torch.arange(win, device=x.device), torch.arange(win, device=x.device), indexing="ij"
-            )
-            idx_r = wy.flatten()[None, :] - qy.flatten()[:, None] + b - 1  # (b*b, win*win), = dy + off
-            idx_c = wx.flatten()[None, :] - qx.flatten()[:, None] + b - 1
-            bias = self._rel_logits(qb, idx_r, idx_c)  # (B*nb, H, b*b, win*win)
+            bias = self._window_rel_logits(qb, self.rel_row, self.rel_col)  # (B*nb, H, b*b, win*win)
             o = attention(
                 qb, k, v, bias=bias, mask=key_ok[:, None, None, :], scale=Dh**-0.5, backend=self.backend
             )
