@@ -1,1 +1,0 @@
-"""polyhead.cslr."""
