@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import polars as pl_
+import polars
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -49,7 +49,7 @@ class BatchSlices(Dataset):
         return tuple(t[s : s + self.batch_size] for t in self.tensors)
 
 
-def frame_to_tensors(df: pl_.DataFrame, encoder: FeatureEncoder) -> tuple[Tensor, Tensor]:
+def frame_to_tensors(df: polars.DataFrame, encoder: FeatureEncoder) -> tuple[Tensor, Tensor]:
     """Encoded columns -> ``idx (N, F)`` int64 and ``val (N, F)`` float32 (1 for categorical fields)."""
     idx = torch.from_numpy(df.select([f"idx_{n}" for n in encoder.names]).to_numpy().astype("int64"))
     val = torch.ones(idx.shape, dtype=torch.float32)
@@ -140,11 +140,11 @@ class CTRDataModule(pl.LightningDataModule):
             self.source_path(), self.spec, self.cache_dir, seed=self.seed, skip_bad_lines=self.skip_bad_lines
         )
         self.encoder = FeatureEncoder.load(self.cache / "encoder.json")
-        df = pl_.read_parquet(self.cache / "data.parquet")
+        df = polars.read_parquet(self.cache / "data.parquet")
         g = torch.Generator().manual_seed(self.seed)
         self.splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for name, code in (("train", 0), ("val", 1), ("test", 2)):
-            part = df.filter(pl_.col("split") == code)
+            part = df.filter(polars.col("split") == code)
             idx, val = frame_to_tensors(part, self.encoder)
             y = torch.from_numpy(part["label"].to_numpy().astype("float32"))
             if name == "train":  # shuffle rows once; epochs then shuffle the order of the batches
@@ -173,7 +173,7 @@ class CTRDataModule(pl.LightningDataModule):
         df = transform_file(self.predict_path, self.spec, self.encoder, skip_bad_lines=self.skip_bad_lines)
         idx, val = frame_to_tensors(df, self.encoder)
         ids = (
-            df["id"].cast(pl_.Utf8).to_list()
+            df["id"].cast(polars.Utf8).to_list()
             if "id" in df.columns
             else [str(x) for x in df["line"].to_list()]
         )
@@ -355,7 +355,7 @@ class CTRModule(pl.LightningModule):
         ids = self.trainer.datamodule.predict_ids
         path = run_dir(self.trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        pl_.DataFrame({"id": ids, "probability": probs}).write_csv(path)
+        polars.DataFrame({"id": ids, "probability": probs}).write_csv(path)
         print(f"polyhead-ctr: wrote {len(ids)} predictions to {path}")
 
     def configure_optimizers(self) -> Any:
