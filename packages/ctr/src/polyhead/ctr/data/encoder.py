@@ -69,22 +69,29 @@ class FeatureEncoder:
         """Fit vocabularies on the (lazy) training split; one grouped count per categorical field."""
         cat = [s for s in specs if s.type == "categorical" or s.numeric_mode == "bucket"]
         prepared = train.with_columns([bucket_expr(s.name) for s in cat if s.type == "numeric"])
-        queries = [
-            prepared.group_by(s.name)
+        # One streaming pass: all categorical columns as (field, value) rows, counted together. Memory
+        # is the number of distinct values, not the number of rows.
+        min_counts = {s.name: s.min_count for s in cat}
+        counts = (
+            prepared.select([pl.col(s.name).cast(pl.Utf8) for s in cat])
+            .unpivot(variable_name="field", value_name="value")
+            .drop_nulls("value")
+            .group_by("field", "value")
             .len()
-            .filter(pl.col(s.name).is_not_null() & (pl.col("len") >= s.min_count))
-            .sort(["len", s.name], descending=[True, False])
-            .select(s.name)
-            for s in cat
-        ]
-        vocabs = dict(zip([s.name for s in cat], pl.collect_all(queries, engine="streaming")))
+            .filter(pl.col("len") >= pl.col("field").replace_strict(min_counts, return_dtype=pl.Int64))
+            .collect(engine="streaming")
+            .sort(["field", "len", "value"], descending=[False, True, False])
+        )
+        vocabs = {
+            name: grp["value"].to_list() for (name,), grp in counts.group_by("field", maintain_order=True)
+        }
         fields = [
             EncodedField(
                 s.name,
                 s.type,
                 s.numeric_mode,
                 s.min_count,
-                vocabs[s.name][s.name].to_list() if s.name in vocabs else [],
+                vocabs.get(s.name, []),
             )
             for s in specs
         ]
