@@ -103,9 +103,11 @@ class FeatureEncoder:
         for f in self.fields:
             if f.is_categorical:
                 src = bucket_expr(f.name) if f.type == "numeric" else pl.col(f.name)
-                mapped = src.replace_strict(
-                    f.vocab, list(range(2, 2 + len(f.vocab))), default=OOV, return_dtype=pl.Int32
-                )
+                # Enum codes are the vocabulary positions; unknown values cast to null (-> OOV). Unlike
+                # replace_strict with a large mapping, this cast streams without materialising columns.
+                code = src.cast(pl.Enum(f.vocab), strict=False).to_physical().cast(pl.Int32)
+                mapped = pl.when(code.is_null()).then(OOV).otherwise(code + 2)
+
                 exprs.append(
                     pl.when(pl.col(f.name).is_null())
                     .then(MISSING)
