@@ -40,7 +40,7 @@ def run_models(
         t0 = time.monotonic()
         main(["fit", "--model.model", model, *common, *(extra_args or [])])
         main(["test", "--model.model", model, *common])
-        run = sorted((out_dir.parent / "ctr" / model).glob("version_*"), key=lambda p: p.stat().st_mtime)[-1]
+        run = sorted((out_dir / "ctr" / model).glob("version_*"), key=lambda p: p.stat().st_mtime)[-1]
         metrics = json.loads((run / "metrics.json").read_text())
         metrics["wall_s"] = time.monotonic() - t0
         explain = run / "explain.json"
