@@ -95,3 +95,20 @@ def test_cli_fit_test_predict_with_config(tmp_path: Path) -> None:
     main(["predict", "--config", str(cfg), "--data.predict_path", str(new)])
     preds = pl.read_csv(run / "predictions.csv")
     assert preds.height == 300 and preds["probability"].is_between(0, 1).all()
+
+
+@pytest.mark.integration
+def test_pipeline_runs_models_and_writes_report(tmp_path: Path) -> None:
+    from polyhead.ctr.pipeline import run_models, write_report
+
+    results = run_models(
+        tmp_path / "ctr",
+        models=("lr", "fm"),
+        data_args=["--data.generate_rows", "8000"],
+        extra_args=["--trainer.max_epochs", "1", "--run.wandb", "disabled"],
+    )
+    assert set(results) == {"lr", "fm"}
+    assert all(0.4 < r["metrics"]["test/auc"] <= 1 for r in results.values())
+    report = tmp_path / "report.md"
+    write_report(results, report, "t")
+    assert "| lr |" in report.read_text() and "| fm |" in report.read_text()
