@@ -197,8 +197,8 @@ class CTRModule(pl.LightningModule):
         dropout: DNN dropout.
         lr: Adam learning rate (paper: 1e-3).
         weight_decay: Adam weight decay.
-        early_stop_patience: epochs without val AUC improvement before stopping.
-        lr_patience: epochs without improvement before halving the learning rate.
+        early_stop_patience: epochs without val AUC improvement before stopping (None: no early stopping).
+        lr_patience: epochs without improvement before halving the learning rate (None: constant rate).
         explain_batches: test batches whose attention maps are averaged for the explanations.
     """
 
@@ -215,8 +215,8 @@ class CTRModule(pl.LightningModule):
         dropout: float = 0.0,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
-        early_stop_patience: int = 2,
-        lr_patience: int = 1,
+        early_stop_patience: int | None = 2,
+        lr_patience: int | None = 1,
         explain_batches: int = 20,
     ) -> None:
         super().__init__()
@@ -360,12 +360,16 @@ class CTRModule(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.lr_patience is None:
+            return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
             opt, mode="max", factor=0.5, patience=self.hparams.lr_patience
         )
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/auc"}}
 
     def configure_callbacks(self) -> list[Any]:
+        if self.hparams.early_stop_patience is None:
+            return []
         return [EarlyStopping(monitor="val/auc", mode="max", patience=self.hparams.early_stop_patience)]
 
 
