@@ -137,6 +137,17 @@ class AttentionBase(nn.Module):
         elif shape is not None and (len(shape) != 2 or int(shape[0]) * int(shape[1]) != L):
             raise ValueError(f"{name}: shape {tuple(shape)} does not match L = {L}; expected H * W == L")
 
+    def split_heads(self, t: Tensor, parts: int = 1) -> Tensor | tuple[Tensor, ...]:
+        """``(B, L, parts * heads * head_dim)`` projections -> ``parts`` tensors ``(B, heads, L, head_dim)``."""
+        B, L, _ = t.shape
+        t = t.view(B, L, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return t[0] if parts == 1 else tuple(t)
+
+    def merge_heads(self, o: Tensor) -> Tensor:
+        """Gate the heads of ``o (B, heads, L, head_dim)`` and concatenate them: ``(B, L, heads * head_dim)``."""
+        B, H, L, Dh = o.shape
+        return self.gate_heads(o).transpose(1, 2).reshape(B, L, H * Dh)
+
     def gate_heads(self, o: Tensor) -> Tensor:
         """Apply the per-head gate to per-head outputs ``o`` of shape ``(B, H, L, Dh)``.
 

@@ -121,9 +121,7 @@ class GroupedGridAttention:
 
         B, L, _ = x.shape
         Hh, Ww = int(shape[0]), int(shape[1])
-        q, k, v = (
-            self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        )  # (B, H, L, Dh)
+        q, k, v = self.split_heads(self.qkv(x), 3)  # (B, H, L, Dh)
         outs, weights = [], []
         h0 = 0
         for i, (kind, size, nh) in enumerate(self.head_kinds):

@@ -76,8 +76,8 @@ class ComplexRotationAttention(AttentionBase):
         B, L, _ = x.shape
         src = x if context is None else context
         S = src.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv_proj(src).view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = self.split_heads(self.q_proj(x))
+        k, v = self.split_heads(self.kv_proj(src), 2)
         q = self.rotate(q, torch.arange(L, device=x.device) + (S - L))
         k = self.rotate(k, torch.arange(S, device=x.device))
         res = attention(
@@ -91,5 +91,5 @@ class ComplexRotationAttention(AttentionBase):
             need_weights=need_weights,
         )
         o, w = res if need_weights else (res, None)
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

@@ -163,5 +163,5 @@ class DynamicMaskAttention(AttentionBase):
                 c = idx.shape[2]
                 outs.append(o.view(B, c, H, Dh).transpose(1, 2))
             o = torch.cat(outs, dim=2)
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

@@ -163,7 +163,7 @@ class DuoAttention(AttentionBase):
 
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
         B, L, _ = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.split_heads(self.qkv(x), 3)
         g = self.gates()[None, :, None, None]
         w = None
         if need_weights or self.backend == "math":
@@ -177,7 +177,7 @@ class DuoAttention(AttentionBase):
             o_full = attention(q, k, v, mask=mask, causal=True, backend=self.backend)
             o_stream = self._streaming(q, k, v, mask)
         o = g * o_full + (1 - g) * o_stream
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)
 
     # ---- incremental decoding -------------------------------------------------------------------
@@ -192,7 +192,7 @@ class DuoAttention(AttentionBase):
             )
         out = self(x).output
         B, L, _ = x.shape
-        _, k, v = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        _, k, v = self.split_heads(self.qkv(x), 3)
         kf, ks = self._split(k)
         vf, vs = self._split(v)
         n_sink = min(self.sink, L)
@@ -228,7 +228,7 @@ class DuoAttention(AttentionBase):
         if x_t.dim() != 3 or x_t.shape[1] != 1 or x_t.shape[-1] != self.dim:
             raise ValueError(f"x_t must have shape (B, 1, {self.dim}), got {tuple(x_t.shape)}")
         B = x_t.shape[0]
-        q, k, v = self.qkv(x_t).view(B, 1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.split_heads(self.qkv(x_t), 3)
         qf, qs = self._split(q)
         kf, ks = self._split(k)
         vf, vs = self._split(v)

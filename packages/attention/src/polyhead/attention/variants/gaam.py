@@ -68,10 +68,9 @@ class GaussianAdaptiveAttention(AttentionBase):
         else:
             x = self.gaussian_modulation(x, None)
             src = self.gaussian_modulation(context, mask)
-        S = src.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv_proj(src).view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = self.split_heads(self.q_proj(x))
+        k, v = self.split_heads(self.kv_proj(src), 2)
         res = attention(q, k, v, mask=mask, backend=self.backend, need_weights=need_weights)
         o, w = res if need_weights else (res, None)
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

@@ -80,7 +80,7 @@ class MultiHeadAttention(AttentionBase):
         B, L, _ = x.shape
         src = x if context is None else context
         S = src.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        q = self.split_heads(self.q_proj(x))  # (B, H, L, Dh)
         k = self.k_proj(src).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, Dh)
         v = self.v_proj(src).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)
         bias = None if self.rel_pos_max_distance is None else self.relative_position_bias(L, S, x.device)
@@ -88,5 +88,5 @@ class MultiHeadAttention(AttentionBase):
             q, k, v, bias=bias, mask=mask, causal=self.causal, backend=self.backend, need_weights=need_weights
         )
         o, w = res if need_weights else (res, None)
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.dropout(self.out_proj(o)), w)

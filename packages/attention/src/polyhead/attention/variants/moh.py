@@ -98,9 +98,8 @@ class MixtureOfHeadAttention(AttentionBase):
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
         B, L, _ = x.shape
         src = x if context is None else context
-        S = src.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv_proj(src).view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = self.split_heads(self.q_proj(x))
+        k, v = self.split_heads(self.kv_proj(src), 2)
         res = attention(
             q, k, v, mask=mask, causal=self.causal, backend=self.backend, need_weights=need_weights
         )
@@ -108,5 +107,5 @@ class MixtureOfHeadAttention(AttentionBase):
         token_mask = mask if context is None else None  # padded queries do not count for load balance
         head_w, balance = self.routing(x, token_mask)
         o = o * head_w.transpose(1, 2)[..., None]  # weighted sum of heads through the output projection
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w, self.aux_loss_weight * balance)

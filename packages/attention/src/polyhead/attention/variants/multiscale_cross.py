@@ -87,7 +87,7 @@ class MultiScaleCrossAttention(AttentionBase):
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
         B, L, _ = x.shape
         scales = self._scales if self._scales is not None else [x if context is None else context]
-        q = self.q_proj(self.norm_q(x)).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
+        q = self.split_heads(self.q_proj(self.norm_q(x)))
         fuse = torch.softmax(self.scale_gate(x)[..., : len(scales)], dim=-1)  # (B, L, n_scales)
         out = torch.zeros_like(q)
         weights = []

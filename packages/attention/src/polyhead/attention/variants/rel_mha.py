@@ -71,7 +71,7 @@ class RelPositionMultiHeadAttention(AttentionBase):
 
     def project_qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         B, L, _ = x.shape
-        q, k, v = self.qkv(x).view(B, L, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = self.split_heads(self.qkv(x), 3)
         return q, k, v  # each (B, H, L, Dh)
 
     def position_bias(self, q: Tensor) -> Tensor:
@@ -100,7 +100,7 @@ class RelPositionMultiHeadAttention(AttentionBase):
             need_weights=need_weights,
         )
         o, w = res if need_weights else (res, None)
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.dropout(self.out_proj(o)), w)
 
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:

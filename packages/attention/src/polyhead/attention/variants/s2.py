@@ -140,8 +140,8 @@ class StridedShardAttention(AttentionBase):
         B, L, _ = x.shape
         src = x if context is None else context
         S = src.shape[1]
-        q = self.q_proj(x).view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv_proj(src).view(B, S, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q = self.split_heads(self.q_proj(x))
+        k, v = self.split_heads(self.kv_proj(src), 2)
         w = None
         if need_weights or self.backend == "math":
             keep = self.explicit_pattern(L, S, x.device)[None]
@@ -168,5 +168,5 @@ class StridedShardAttention(AttentionBase):
             o = block_sparse_attention(
                 q, k, v, layout, self.mask_mod(L, S), key_padding=mask, backend=self.backend
             )
-        o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.dim)
+        o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)
