@@ -27,7 +27,7 @@ from polyhead.ctr.data.encoder import FeatureEncoder
 from polyhead.ctr.data.formats import DatasetSpec, FieldSpec, avazu_spec, criteo_spec
 from polyhead.ctr.data.prepare import preprocess, transform_file
 from polyhead.ctr.data.synthetic import PLANTED_PAIRS, PLANTED_TRIPLE, generate_criteo
-from polyhead.ctr.explain import pair_ranks, plot_field_attention, rank_pairs
+from polyhead.ctr.explain import pair_ranks, pair_scores, plot_field_attention, rank_pairs
 from polyhead.ctr.models import DNN, AutoInt, FactorizationMachine, LogisticRegression
 from polyhead.train import log_figure, run_dir, stateful_loader
 
@@ -327,7 +327,7 @@ class CTRModule(pl.LightningModule):
         self._maps, self._map_count = None, 0
         dm = self.trainer.datamodule
         names = dm.encoder.names
-        ranking = rank_pairs_from_maps(mean_maps, names)
+        ranking = rank_pairs(pair_scores(mean_maps), names)
         report: dict[str, Any] = {"top_pairs": [list(p) for p in ranking[:15]]}
         if getattr(dm, "planted", False):
             a, b, c = PLANTED_TRIPLE
@@ -371,9 +371,3 @@ class CTRModule(pl.LightningModule):
         if self.hparams.early_stop_patience is None:
             return []
         return [EarlyStopping(monitor="val/auc", mode="max", patience=self.hparams.early_stop_patience)]
-
-
-def rank_pairs_from_maps(mean_maps: Tensor, names: list[str]) -> list[tuple[str, str, float]]:
-    from polyhead.ctr.explain import pair_scores
-
-    return rank_pairs(pair_scores(mean_maps), names)

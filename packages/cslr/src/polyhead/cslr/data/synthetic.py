@@ -138,14 +138,13 @@ def render_sentence(
         )
         mouth.append(np.full(n, s.mouth))
 
-    # Co-articulation: blend the end of each sign into the start of the next with a cosine ramp.
+    ramp = ((1 - np.cos(np.linspace(0, np.pi, hold))) / 2)[:, None]  # (hold, 1)
+
     def join(chunks: list[np.ndarray]) -> np.ndarray:
+        """Co-articulation: a cosine blend from the end of each sign to the start of the next."""
         out = [chunks[0]]
         for nxt in chunks[1:]:
-            a, b = out[-1][-1], nxt[0]
-            w = (1 - np.cos(np.linspace(0, np.pi, hold)))[:, None] / 2 if a.ndim else None
-            out.append(a * (1 - w) + b * w if a.ndim else np.full(hold, b))
-            out.append(nxt)
+            out += [out[-1][-1] * (1 - ramp) + nxt[0] * ramp, nxt]
         return np.concatenate(out)
 
     dom, sub = join(dom_frames), join(sub_frames)
