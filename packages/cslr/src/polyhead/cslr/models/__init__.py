@@ -1,0 +1,9 @@
+"""CSLR models: Signer-Invariant Conformer, Multi-Scale Fusion Transformer, starter-kit Transformer + CTC."""
+
+from polyhead.cslr.models.encoders import (
+    MultiScaleFusionTransformer,
+    SignerInvariantConformer,
+    TransformerCTC,
+)
+
+__all__ = ["MultiScaleFusionTransformer", "SignerInvariantConformer", "TransformerCTC"]

@@ -1,0 +1,106 @@
+"""Shared pieces of the CSLR encoders: sinusoidal positions, temporal conv front ends, Conformer block."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polyhead.attention import create_attention
+
+
+def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
+    inv = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    pe = torch.zeros(length, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * inv)
+    pe[:, 1::2] = torch.cos(pos * inv[: dim // 2])
+    return pe.to(dtype)
+
+
+class TemporalDownsample(nn.Module):
+    """``n`` stride-2 1-D convolutions (kernel 3) over time: ``(B, T, C_in) -> (B, ceil(T / 2^n), C_out)``."""
+
+    def __init__(self, in_dim: int, out_dim: int, num_stages: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for _ in range(num_stages):
+            layers += [nn.Conv1d(d, out_dim, 3, stride=2, padding=1), nn.BatchNorm1d(out_dim), nn.GELU()]
+            d = out_dim
+        self.net = nn.Sequential(*layers) if layers else nn.Conv1d(in_dim, out_dim, 1)
+        self.num_stages = num_stages
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for _ in range(self.num_stages):
+            lengths = (lengths - 1) // 2 + 1
+        return lengths
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.transpose(1, 2)).transpose(1, 2)
+
+
+def build_attention(cfg: dict[str, Any] | None, dim: int, heads: int) -> nn.Module:
+    cfg = dict(cfg or {"name": "mha"})
+    name = cfg.pop("name", "mha")
+    return create_attention(name, dim=dim, num_heads=heads, **cfg)
+
+
+class ConformerBlock(nn.Module):
+    """Gulati et al. 2020: FFN/2 -> MHSA -> conv module (GLU, depthwise conv, BN, Swish) -> FFN/2 -> LayerNorm."""
+
+    def __init__(
+        self, dim: int, heads: int, *, kernel: int = 15, dropout: float = 0.1, attention: dict | None = None
+    ) -> None:
+        super().__init__()
+
+        def ffn() -> nn.Sequential:
+            return nn.Sequential(
+                nn.LayerNorm(dim),
+                nn.Linear(dim, 4 * dim),
+                nn.SiLU(),
+                nn.Dropout(dropout),
+                nn.Linear(4 * dim, dim),
+                nn.Dropout(dropout),
+            )
+
+        self.ff1, self.ff2 = ffn(), ffn()
+        self.attn_norm = nn.LayerNorm(dim)
+        self.attn = build_attention(attention, dim, heads)
+        self.attn_drop = nn.Dropout(dropout)
+        self.conv_norm = nn.LayerNorm(dim)
+        self.pointwise1 = nn.Conv1d(dim, 2 * dim, 1)
+        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
+        self.bn = nn.BatchNorm1d(dim)
+        self.pointwise2 = nn.Conv1d(dim, dim, 1)
+        self.conv_drop = nn.Dropout(dropout)
+        self.out_norm = nn.LayerNorm(dim)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + 0.5 * self.ff1(x)
+        x = x + self.attn_drop(self.attn(self.attn_norm(x), mask=mask).output)
+        c = self.conv_norm(x).masked_fill(~mask[..., None], 0.0).transpose(1, 2)  # (B, C, T)
+        c = nn.functional.glu(self.pointwise1(c), dim=1)
+        c = self.pointwise2(nn.functional.silu(self.bn(self.depthwise(c))))
+        x = x + self.conv_drop(c.transpose(1, 2))
+        x = x + 0.5 * self.ff2(x)
+        return self.out_norm(x)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm transformer encoder layer on polyhead attention."""
+
+    def __init__(self, dim: int, heads: int, *, dropout: float = 0.1, attention: dict | None = None) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = build_attention(attention, dim, heads)
+        self.ff = nn.Sequential(
+            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
+        )
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        x = x + self.drop(self.attn(self.norm1(x), mask=mask).output)
+        return x + self.drop(self.ff(self.norm2(x)))

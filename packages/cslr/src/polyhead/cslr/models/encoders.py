@@ -1,0 +1,109 @@
+"""CSLR encoders with CTC heads (SignEval 2025 solutions and the challenge starter kit).
+
+- :class:`SignerInvariantConformer` (signer-independent task): 1-D conv front end with 8x temporal
+  downsampling, linear to ``d_model`` (512), sinusoidal positions, 6 Conformer blocks (8 heads,
+  dropout 0.3), CTC head.
+- :class:`MultiScaleFusionTransformer` (unseen-sentences task): a dual-path temporal encoder, a
+  fine-grained path at 2x downsampling and a coarse path at 4x, the coarse features upsampled and fused
+  with the fine ones, then a 7-layer Transformer encoder and a CTC head.
+- :class:`TransformerCTC` (starter-kit baseline): linear embedding, positions, Transformer encoder, CTC head.
+
+All take ``x (B, T, 86 * C)`` with lengths and return log-probabilities ``(B, T', V)`` with ``T'`` lengths.
+The attention variant is configurable (``attention: {name: ...}``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from polyhead.cslr.models.blocks import (
+    ConformerBlock,
+    TemporalDownsample,
+    TransformerBlock,
+    sinusoidal_positions,
+)
+
+
+def _mask(lengths: Tensor, T: int) -> Tensor:
+    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class SignerInvariantConformer(nn.Module):
+    def __init__(
+        self, in_dim: int, vocab_size: int, *, d_model: int = 512, layers: int = 6, heads: int = 8,
+        dropout: float = 0.3, downsample_stages: int = 3, attention: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.front = TemporalDownsample(in_dim, d_model, downsample_stages)
+        self.proj = nn.Linear(d_model, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            ConformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
+        )
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.proj(self.front(x))
+        lengths = self.front.output_lengths(lengths)
+        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
+        m = _mask(lengths, h.shape[1])
+        for blk in self.blocks:
+            h = blk(h, m)
+        return torch.log_softmax(self.head(h).float(), -1), lengths
+
+
+class MultiScaleFusionTransformer(nn.Module):
+    def __init__(
+        self, in_dim: int, vocab_size: int, *, d_model: int = 256, layers: int = 7, heads: int = 8,
+        dropout: float = 0.1, attention: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.fine = TemporalDownsample(in_dim, d_model, 1)  # posture detail, T/2
+        self.coarse = TemporalDownsample(in_dim, d_model, 2)  # motion context, T/4
+        self.fuse = nn.Linear(2 * d_model, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.fine(x)  # (B, T/2, C)
+        c = self.coarse(x)  # (B, T/4, C)
+        c_up = nn.functional.interpolate(
+            c.transpose(1, 2), size=f.shape[1], mode="linear", align_corners=False
+        )
+        h = self.fuse(torch.cat([f, c_up.transpose(1, 2)], -1))
+        lengths = self.fine.output_lengths(lengths)
+        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
+        m = _mask(lengths, h.shape[1])
+        for blk in self.blocks:
+            h = blk(h, m)
+        return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
+
+
+class TransformerCTC(nn.Module):
+    def __init__(
+        self, in_dim: int, vocab_size: int, *, d_model: int = 256, layers: int = 4, heads: int = 4,
+        dropout: float = 0.1, attention: dict[str, Any] | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__()
+        self.embed = nn.Linear(in_dim, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
+        )
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Linear(d_model, vocab_size)
+
+    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.embed(x)
+        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
+        m = _mask(lengths, h.shape[1])
+        for blk in self.blocks:
+            h = blk(h, m)
+        return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
