@@ -1,0 +1,18 @@
+"""``polyhead-cslr``: fit | validate | test | predict on Isharah-format keypoints or generated signing."""
+
+from __future__ import annotations
+
+from polyhead.cslr.module import CSLRDataModule, CSLRModule
+from polyhead.train import run_cli
+
+
+def main(args: list[str] | None = None) -> None:
+    run_cli(
+        "cslr",
+        CSLRModule,
+        CSLRDataModule,
+        monitor="val/wer",
+        mode="min",
+        trainer_defaults={"max_epochs": 30},
+        args=args,
+    )
