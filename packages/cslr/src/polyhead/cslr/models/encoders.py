@@ -27,8 +27,13 @@ from polyhead.cslr.models.blocks import (
 )
 
 
-def _mask(lengths: Tensor, T: int) -> Tensor:
-    return torch.arange(T, device=lengths.device)[None, :] < lengths[:, None]
+def _encode(h: Tensor, lengths: Tensor, blocks: nn.ModuleList, drop: nn.Module) -> Tensor:
+    """Add sinusoidal positions, then run the blocks with the key-padding mask of ``lengths``."""
+    h = drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
+    mask = torch.arange(h.shape[1], device=lengths.device)[None, :] < lengths[:, None]
+    for blk in blocks:
+        h = blk(h, mask)
+    return h
 
 
 class SignerInvariantConformer(nn.Module):
@@ -48,10 +53,7 @@ class SignerInvariantConformer(nn.Module):
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         h = self.proj(self.front(x))
         lengths = self.front.output_lengths(lengths)
-        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
-        m = _mask(lengths, h.shape[1])
-        for blk in self.blocks:
-            h = blk(h, m)
+        h = _encode(h, lengths, self.blocks, self.drop)
         return torch.log_softmax(self.head(h).float(), -1), lengths
 
 
@@ -79,10 +81,7 @@ class MultiScaleFusionTransformer(nn.Module):
         )
         h = self.fuse(torch.cat([f, c_up.transpose(1, 2)], -1))
         lengths = self.fine.output_lengths(lengths)
-        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
-        m = _mask(lengths, h.shape[1])
-        for blk in self.blocks:
-            h = blk(h, m)
+        h = _encode(h, lengths, self.blocks, self.drop)
         return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
 
 
@@ -102,8 +101,5 @@ class TransformerCTC(nn.Module):
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         h = self.embed(x)
-        h = self.drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
-        m = _mask(lengths, h.shape[1])
-        for blk in self.blocks:
-            h = blk(h, m)
+        h = _encode(h, lengths, self.blocks, self.drop)
         return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
