@@ -1,0 +1,1 @@
+"""polyhead-speech: attention speech-to-text with cross-attention explanations."""
