@@ -1,7 +1,9 @@
-"""``polyhead-cslr``: fit | validate | test | predict on Isharah-format keypoints or generated signing."""
+"""``polyhead-cslr``: fit | validate | test | predict on Isharah-format keypoints or generated signing;
+``extract`` for MediaPipe Holistic keypoints from videos or ``.pose`` files."""
 
 from __future__ import annotations
 
+from polyhead.cslr import extract
 from polyhead.cslr.module import CSLRDataModule, CSLRModule
 from polyhead.train import run_cli
 
@@ -14,5 +16,6 @@ def main(args: list[str] | None = None) -> None:
         monitor="val/wer",
         mode="min",
         trainer_defaults={"max_epochs": 30},
+        extra_commands={"extract": extract.main},
         args=args,
     )
