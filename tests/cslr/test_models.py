@@ -61,3 +61,21 @@ def test_overfit_a_handful_of_sequences() -> None:
     model.eval()
     lp, out_len = model(x, lengths)
     assert greedy_decode(lp, out_len) == targets
+
+
+def test_moh_aux_loss_reaches_the_training_loss() -> None:
+    from polyhead.cslr.models.blocks import aux_loss
+
+    torch.manual_seed(0)
+    x, lengths = torch.randn(2, 32, IN_DIM), torch.tensor([32, 20])
+    plain = SignerInvariantConformer(IN_DIM, VOCAB, d_model=32, layers=2, heads=4)
+    plain(x, lengths)
+    assert aux_loss(plain) is None
+    moh = SignerInvariantConformer(IN_DIM, VOCAB, d_model=32, layers=2, heads=4, attention={"name": "moh"})
+    moh(x, lengths)
+    aux = aux_loss(moh)
+    assert aux is not None and aux.ndim == 0 and aux.requires_grad
+    torch.testing.assert_close(aux, moh.blocks[0].aux_loss + moh.blocks[1].aux_loss)
+    aux.backward()
+    router = [p for n, p in moh.named_parameters() if "blocks.0.attn" in n and p.grad is not None]
+    assert router and any(p.grad.abs().sum() > 0 for p in router)

@@ -3,12 +3,15 @@
     polyhead-cslr fit                                             # generated signer-independent split
     polyhead-cslr fit --data.task unseen_sentences --model.model msft
     polyhead-cslr test                                            # dev/test WER -> metrics.json
+    polyhead-cslr predict --data.predict_keypoints new.pkl        # predictions.csv (id,gloss) in the run dir
+    polyhead-cslr predict --data.predict_videos clips/            # through the MediaPipe extractor
     polyhead-cslr fit --data.keypoints pose.pkl --data.train_annotations train.txt \\
         --data.dev_annotations dev.txt --data.test_annotations test.txt           # the Isharah release
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -35,6 +38,7 @@ from polyhead.cslr.data.vocab import GlossVocabulary
 from polyhead.cslr.decoding import beam_decode, greedy_decode
 from polyhead.cslr.losses import ctc_loss
 from polyhead.cslr.models import MultiScaleFusionTransformer, SignerInvariantConformer, TransformerCTC
+from polyhead.cslr.models.blocks import aux_loss
 from polyhead.train import run_dir, stateful_loader
 
 
@@ -83,6 +87,10 @@ class CSLRDataModule(pl.LightningDataModule):
         num_glosses, num_signers, num_sentences, samples_per_sentence, seed: generator settings.
         max_frames: crop longer sequences (reference: 256).
         batch_size: sequences per batch.
+        predict_keypoints: keypoint pickle (release format) to transcribe with ``predict``.
+        predict_videos: folder (or file) of videos / ``.pose`` files to transcribe with ``predict``; keypoints
+            are extracted into ``<run dir>/extracted`` (resumable) first.
+        extract_workers: worker processes for that extraction.
     """
 
     def __init__(
@@ -101,6 +109,9 @@ class CSLRDataModule(pl.LightningDataModule):
         seed: int = 0,
         max_frames: int = 256,
         batch_size: int = 16,
+        predict_keypoints: str | None = None,
+        predict_videos: str | None = None,
+        extract_workers: int = 1,
     ) -> None:
         super().__init__()
         files = {"data.keypoints": keypoints, "data.train_annotations": train_annotations,
@@ -113,6 +124,12 @@ class CSLRDataModule(pl.LightningDataModule):
             if not Path(v).is_file():
                 raise FileNotFoundError(f"{k}: no such file: {v}")
         self.files = given
+        for k, v in (("data.predict_keypoints", predict_keypoints), ("data.predict_videos", predict_videos)):
+            if v is not None and not Path(v).exists():
+                raise FileNotFoundError(f"{k}: no such file or directory: {v}")
+        self.predict_keypoints, self.predict_videos = predict_keypoints, predict_videos
+        self.extract_workers = extract_workers
+        self.predict_samples: list[Sample] = []
         self.task, self.cache_dir, self.seed = task, Path(cache_dir), seed
         self.gen = {"num_glosses": num_glosses, "num_signers": num_signers, "num_sentences": num_sentences,
                     "samples_per_sentence": samples_per_sentence, "seed": seed}  # fmt: skip
@@ -135,10 +152,34 @@ class CSLRDataModule(pl.LightningDataModule):
         return files
 
     def prepare_data(self) -> None:
-        if not self.files:
+        if not self.files and self.trainer is not None and self.trainer.state.fn != "predict":
             self._generated_files()
 
+    def _predict_keypoint_file(self) -> Path:
+        if self.predict_keypoints is not None:
+            return Path(self.predict_keypoints)
+        if self.predict_videos is None:
+            raise ValueError(
+                "predict needs data.predict_keypoints (a keypoint pickle) or data.predict_videos"
+            )
+        from polyhead.cslr.extract import run_extract
+
+        out = run_dir(self.trainer) / "extracted"
+        summary = run_extract([Path(self.predict_videos)], out, workers=self.extract_workers)
+        for r in summary["problems"]:
+            print(f"polyhead-cslr predict: skipped {r['path']}: {r['status']}: {r['message']}")
+        if not summary["samples_in_pickle"]:
+            raise ValueError(
+                f"data.predict_videos: no keypoints could be extracted from {self.predict_videos}"
+            )
+        return Path(summary["pickle"])
+
     def setup(self, stage: str) -> None:
+        if stage == "predict":
+            if not self.predict_samples:
+                kp = load_keypoints(self._predict_keypoint_file())
+                self.predict_samples = [Sample(sid, a, ()) for sid, a in kp.items()]
+            return
         if self.splits:
             return
         if self.files:
@@ -165,7 +206,12 @@ class CSLRDataModule(pl.LightningDataModule):
         return self._loader("dev", False)
 
     def test_dataloader(self) -> Any:
-        return self._loader("test", False)
+        return [self._loader("dev", False), self._loader("test", False)]
+
+    def predict_dataloader(self) -> Any:
+        ds = KeypointDataset(self.predict_samples, GlossVocabulary.build([]), max_frames=self.max_frames,
+                             train=False, seed=self.seed)  # fmt: skip
+        return stateful_loader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
 
 
 class CSLRModule(pl.LightningModule):
@@ -197,9 +243,10 @@ class CSLRModule(pl.LightningModule):
         self.save_hyperparameters()
         self.net: nn.Module | None = None
         self.vocab_itos: list[str] | None = None
-        for split in ("val", "test"):
+        for split in ("val", "dev", "test"):
             setattr(self, f"{split}_wer", torchmetrics.text.WordErrorRate())
             setattr(self, f"{split}_exact", torchmetrics.MeanMetric())
+        self._predictions: list[tuple[str, str]] = []
 
     def build(self, in_dim: int, itos: list[str]) -> None:
         hp = self.hparams
@@ -219,6 +266,8 @@ class CSLRModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
         dm.setup(stage)
+        if stage == "predict":
+            return  # the network is built from the checkpoint (on_load_checkpoint)
         if self.net is None:
             self.build(dm.in_dim, dm.vocab.itos)
         if stage == "fit" and self.trainer.is_global_zero:
@@ -242,31 +291,54 @@ class CSLRModule(pl.LightningModule):
         lp, out_len = self(x, lengths)
         loss, skipped = ctc_loss(lp, out_len, targets, ids=ids, skip_short=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(ids))
+        aux = aux_loss(self.net)
+        if aux is not None:
+            self.log("train/aux_loss", aux, batch_size=len(ids))
+            loss = loss + aux
         if skipped:
             self.log("train/too_short", float(len(skipped)), reduce_fx="sum", batch_size=len(ids))
         return loss
 
+    def decode(self, x: Tensor, lengths: Tensor) -> list[list[int]]:
+        lp, out_len = self(x, lengths)
+        if self.hparams.beam_size:
+            return beam_decode(lp, out_len, self.hparams.beam_size)
+        return greedy_decode(lp, out_len)
+
     def _eval(self, split: str, batch: Any) -> None:
         x, lengths, targets, ids = batch
-        lp, out_len = self(x, lengths)
-        hyps = (
-            beam_decode(lp, out_len, self.hparams.beam_size)
-            if self.hparams.beam_size
-            else greedy_decode(lp, out_len)
-        )
+        hyps = self.decode(x, lengths)
         itos = self.vocab_itos
         hyp_txt = [" ".join(itos[i] for i in h) for h in hyps]
         ref_txt = [" ".join(itos[i] for i in t) for t in targets]
         getattr(self, f"{split}_wer").update(hyp_txt, ref_txt)
         getattr(self, f"{split}_exact").update(torch.tensor([float(h == t) for h, t in zip(hyps, targets)]))
-        self.log(f"{split}/wer", getattr(self, f"{split}_wer"), prog_bar=True, batch_size=len(ids))
-        self.log(f"{split}/exact", getattr(self, f"{split}_exact"), batch_size=len(ids))
+        kw = {"batch_size": len(ids), "add_dataloader_idx": False}
+        self.log(f"{split}/wer", getattr(self, f"{split}_wer"), prog_bar=True, **kw)
+        self.log(f"{split}/exact", getattr(self, f"{split}_exact"), **kw)
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval("val", batch)
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
-        self._eval("test", batch)
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval(("dev", "test")[dataloader_idx], batch)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[tuple[str, str]]:
+        x, lengths, _, ids = batch
+        itos = self.vocab_itos
+        rows = [(sid, " ".join(itos[i] for i in h)) for sid, h in zip(ids, self.decode(x, lengths))]
+        self._predictions += rows
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
+        path = run_dir(self.trainer) / "predictions.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "w", encoding="utf-8", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["id", "gloss"])
+            w.writerows(self._predictions)
+        print(f"polyhead-cslr: wrote {len(self._predictions)} predictions to {path}")
+        self._predictions = []
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

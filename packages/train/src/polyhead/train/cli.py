@@ -329,7 +329,8 @@ class PolyheadCLI(LightningCLI):
     def after_test(self) -> None:
         trainer = self.trainer
         if trainer.is_global_zero and self.run_dir is not None:
-            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test")}
+            # Everything logged by the test loop (a domain may evaluate several splits there, e.g. dev and test).
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if not k.startswith("train/")}
             payload = {
                 "domain": self.domain,
                 "experiment": self._get(self.config, "run").experiment,

@@ -48,6 +48,13 @@ def build_attention(cfg: dict[str, Any] | None, dim: int, heads: int) -> nn.Modu
     return create_attention(name, dim=dim, num_heads=heads, **cfg)
 
 
+def aux_loss(net: nn.Module) -> Tensor | None:
+    """Sum of the auxiliary losses (e.g. MoH load balance) the blocks' attention produced in the last forward."""
+    losses = [m.aux_loss for m in net.modules() if isinstance(m, (ConformerBlock, TransformerBlock))]
+    losses = [a for a in losses if a is not None]
+    return torch.stack(losses).sum() if losses else None
+
+
 class ConformerBlock(nn.Module):
     """Gulati et al. 2020: FFN/2 -> MHSA -> conv module (GLU, depthwise conv, BN, Swish) -> FFN/2 -> LayerNorm."""
 
@@ -77,10 +84,13 @@ class ConformerBlock(nn.Module):
         self.pointwise2 = nn.Conv1d(dim, dim, 1)
         self.conv_drop = nn.Dropout(dropout)
         self.out_norm = nn.LayerNorm(dim)
+        self.aux_loss: Tensor | None = None
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
         x = x + 0.5 * self.ff1(x)
-        x = x + self.attn_drop(self.attn(self.attn_norm(x), mask=mask).output)
+        out = self.attn(self.attn_norm(x), mask=mask)
+        self.aux_loss = out.aux_loss
+        x = x + self.attn_drop(out.output)
         c = self.conv_norm(x).masked_fill(~mask[..., None], 0.0).transpose(1, 2)  # (B, C, T)
         c = nn.functional.glu(self.pointwise1(c), dim=1)
         c = self.pointwise2(nn.functional.silu(self.bn(self.depthwise(c))))
@@ -100,7 +110,10 @@ class TransformerBlock(nn.Module):
             nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
         )
         self.drop = nn.Dropout(dropout)
+        self.aux_loss: Tensor | None = None
 
     def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + self.drop(self.attn(self.norm1(x), mask=mask).output)
+        out = self.attn(self.norm1(x), mask=mask)
+        self.aux_loss = out.aux_loss
+        x = x + self.drop(out.output)
         return x + self.drop(self.ff(self.norm2(x)))
