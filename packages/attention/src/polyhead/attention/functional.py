@@ -182,7 +182,7 @@ def _block_mask_dense(block_mask: Any, B: int, H: int, L: int, S: int, device: t
     return block_mask.mask_mod(b, h, qi, ki).expand(B, H, L, S)
 
 
-def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any) -> bool:
+def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any, mask: Tensor | None = None) -> bool:
     if not q.is_cuda:
         return False
     try:
@@ -190,7 +190,7 @@ def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any) -> bool:
     except ImportError:
         return False
     supported = getattr(kernels, "supports", None)
-    return bool(supported and supported(q, bias=bias, block_mask=block_mask))
+    return bool(supported and supported(q, bias=bias, block_mask=block_mask, mask=mask))
 
 
 def select_backend(
@@ -199,7 +199,7 @@ def select_backend(
     """The backend ``auto`` resolves to for these inputs."""
     if need_weights:
         return "math"
-    if q.is_cuda and _triton_supported(q, bias, block_mask):
+    if q.is_cuda and _triton_supported(q, bias, block_mask, mask):
         return "triton"
     if block_mask is not None:
         # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback.

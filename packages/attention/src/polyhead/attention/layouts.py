@@ -195,3 +195,218 @@ def _block_chunk(
 def _gather_keys(key_padding: Tensor, k_tok: Tensor) -> Tensor:
     """``key_padding (B, Sp)`` at token indices ``k_tok (H, nq, K)`` -> ``(B, H, nq, K)``."""
     return key_padding[:, k_tok]
+
+
+@dataclass
+class TiledLayout:
+    """A block layout plus the exact token pattern inside every listed block (the Triton kernels' input).
+
+    Attributes:
+        indices: ``(Bl, Hl, n_q_blocks, max_k_blocks)`` int32 key-block indices, ascending; ``Bl`` is 1 or the
+            batch size and ``Hl`` is 1 or the number of query heads (a size-1 dimension is shared).
+        counts: ``(Bl, Hl, n_q_blocks)`` int32 number of listed key blocks per query block.
+        tiles: ``(Bl, Hl, n_q_blocks, max_k_blocks, block_q, block_k)`` bool, the visible (query, key) pairs
+            inside each listed block, or ``None`` when every listed block is fully visible. Its size is the
+            listed area, which grows with the pattern's density, never with ``L x S`` for a sparse pattern.
+        block_q, block_k: block sizes in tokens; L, S: query and key lengths.
+    """
+
+    indices: Tensor
+    counts: Tensor
+    tiles: Tensor | None
+    block_q: int
+    block_k: int
+    L: int
+    S: int
+
+    @property
+    def n_q_blocks(self) -> int:
+        return self.indices.shape[2]
+
+    @property
+    def n_k_blocks(self) -> int:
+        return -(-self.S // self.block_k)
+
+    @property
+    def density(self) -> float:
+        """Fraction of (query block, key block) pairs that are listed."""
+        return float(self.counts.sum()) / (self.counts.numel() * self.n_k_blocks)
+
+    def dense(self) -> Tensor:
+        """The attended (query, key) pairs as ``(Bl, Hl, L, S)`` bool (tests and small inputs only)."""
+        Bl, Hl, nq, K = self.indices.shape
+        bq, bk = self.block_q, self.block_k
+        nk = self.n_k_blocks
+        blocks = torch.zeros(Bl, Hl, nq, nk, bq, bk, dtype=torch.int32, device=self.indices.device)
+        valid = torch.arange(K, device=self.indices.device) < self.counts[..., None]  # (Bl, Hl, nq, K)
+        tiles = self.tiles if self.tiles is not None else torch.ones(Bl, Hl, nq, K, bq, bk, dtype=torch.bool)
+        tiles = (tiles.to(blocks.device) & valid[..., None, None]).to(torch.int32)
+        b, h, i, _ = torch.meshgrid(
+            *(torch.arange(n, device=blocks.device) for n in (Bl, Hl, nq, K)), indexing="ij"
+        )
+        # blocks[b, h, i, kb] += tiles[b, h, i, j] for every listed (i, j); padding entries add zeros
+        blocks.index_put_((b, h, i, self.indices.long()), tiles, accumulate=True)
+        out = blocks.permute(0, 1, 2, 4, 3, 5) > 0  # (Bl, Hl, nq, bq, nk, bk)
+        out = out.reshape(Bl, Hl, nq * bq, nk * bk)
+        return out[:, :, : self.L, : self.S]
+
+    def transposed(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Per key block, the query blocks that list it: ``(q_blocks, slots, counts)``.
+
+        ``q_blocks`` and ``slots`` are ``(Bl, Hl, n_k_blocks, max_q_blocks)`` int32 (``slots`` is the position
+        of the key block in that query block's list, to find its tile); ``counts`` is ``(Bl, Hl, n_k_blocks)``.
+        Used by the backward pass that accumulates dK/dV one key block at a time.
+        """
+        cached = getattr(self, "_transposed", None)
+        if cached is not None:
+            return cached
+        Bl, Hl, nq, K = self.indices.shape
+        nk = self.n_k_blocks
+        dev = self.indices.device
+        valid = torch.arange(K, device=dev) < self.counts[..., None]
+        b, h, i, j = (t[valid] for t in torch.meshgrid(
+            *(torch.arange(n, device=dev) for n in (Bl, Hl, nq, K)), indexing="ij"))  # fmt: skip
+        kb = self.indices.long()[valid]
+        group = (b * Hl + h) * nk + kb  # one group per (b, h, key block)
+        order = torch.argsort(group * nq + i, stable=True)
+        group, i, j = group[order], i[order], j[order]
+        counts = torch.bincount(group, minlength=Bl * Hl * nk)
+        width = max(int(counts.max()) if counts.numel() else 0, 1)
+        start = torch.cumsum(counts, 0) - counts
+        pos = torch.arange(group.numel(), device=dev) - start[group]
+        q_blocks = torch.zeros(Bl * Hl * nk, width, dtype=torch.int32, device=dev)
+        slots = torch.zeros_like(q_blocks)
+        q_blocks[group, pos] = i.to(torch.int32)
+        slots[group, pos] = j.to(torch.int32)
+        out = (
+            q_blocks.view(Bl, Hl, nk, width),
+            slots.view(Bl, Hl, nk, width),
+            counts.view(Bl, Hl, nk).to(torch.int32),
+        )
+        self._transposed = out
+        return out
+
+
+def _tile_coords(indices: Tensor, block_q: int, block_k: int) -> tuple[Tensor, Tensor]:
+    """Token coordinates of every listed block: ``q (1, 1, nq, 1, bq, 1)`` and ``k (Bl, Hl, nq, K, 1, bk)``."""
+    dev = indices.device
+    q = torch.arange(indices.shape[2], device=dev)[:, None, None] * block_q + torch.arange(
+        block_q, device=dev
+    )
+    q = q.view(1, 1, -1, 1, block_q, 1)
+    k = indices.long()[..., None, None] * block_k + torch.arange(block_k, device=dev).view(1, block_k)
+    return q, k
+
+
+def _tiled(
+    indices: Tensor, counts: Tensor, tiles: Tensor, block_q: int, block_k: int, L: int, S: int
+) -> TiledLayout:
+    q, k = _tile_coords(indices, block_q, block_k)
+    K = indices.shape[-1]
+    valid = (torch.arange(K, device=indices.device) < counts[..., None])[..., None, None]
+    tiles = tiles & valid & (q < L) & (k < S)
+    full = bool(tiles[valid.expand_as(tiles)].all()) if bool(valid.any()) else True
+    return TiledLayout(
+        indices.to(torch.int32).contiguous(),
+        counts.to(torch.int32).contiguous(),
+        None if full else tiles.contiguous(),
+        block_q, block_k, L, S,
+    )  # fmt: skip
+
+
+def tiled_layout_from_mask_mod(
+    mask_mod: MaskMod,
+    H: int,
+    L: int,
+    S: int,
+    block_q: int,
+    block_k: int,
+    *,
+    block_mask: Tensor | None = None,
+    device: torch.device | None = None,
+) -> TiledLayout:
+    """Layout of a FlexAttention-style ``mask_mod`` (shared by all heads when it ignores ``h``).
+
+    ``block_mask`` (``(H, nq, nk)`` bool, e.g. a variant's closed-form block rule) skips the exact block scan.
+    The tiles are ``mask_mod`` evaluated on the listed blocks only.
+    """
+    if block_mask is None:
+        block_mask = block_mask_from_mask_mod(mask_mod, H, L, S, block_q, block_k, device=device)
+    lay = layout_from_block_mask(block_mask, block_q, block_k)
+    indices, counts = lay.indices[None], lay.counts[None]  # (1, H, nq, K)
+    q, k = _tile_coords(indices, block_q, block_k)
+    h = torch.arange(indices.shape[1], device=indices.device).view(1, -1, 1, 1, 1, 1)
+    tiles = mask_mod(None, h, q, k).expand(*indices.shape, block_q, block_k)
+    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+
+
+def tiled_layout_from_pattern(pattern: Tensor, block_q: int, block_k: int) -> TiledLayout:
+    """Layout of an explicit ``(Bl, Hl, L, S)`` bool pattern (small inputs, tests)."""
+    Bl, Hl, L, S = pattern.shape
+    nq, nk = -(-L // block_q), -(-S // block_k)
+    padded = torch.nn.functional.pad(pattern, (0, nk * block_k - S, 0, nq * block_q - L))
+    tiles_all = padded.view(Bl, Hl, nq, block_q, nk, block_k).permute(0, 1, 2, 4, 3, 5)  # (Bl,Hl,nq,nk,bq,bk)
+    block_mask = tiles_all.flatten(-2).any(-1)  # (Bl, Hl, nq, nk)
+    lay = layout_from_block_mask(block_mask.view(Bl * Hl, nq, nk), block_q, block_k)
+    indices = lay.indices.view(Bl, Hl, nq, -1)
+    counts = lay.counts.view(Bl, Hl, nq)
+    tiles = torch.gather(tiles_all, 3, indices[..., None, None].expand(-1, -1, -1, -1, block_q, block_k))
+    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+
+
+def tiled_layout_from_key_lists(
+    key_indices: Tensor, valid: Tensor, S: int, block_q: int, block_k: int
+) -> TiledLayout:
+    """Layout of per-query key lists (e.g. DMA's top-w keys): ``key_indices, valid (B, H, L, w)``.
+
+    Never builds an ``L x S`` tensor: blocks are found from the listed keys and the tiles are filled by
+    scattering each query's keys into its query block's listed key blocks.
+    """
+    B, H, L, w = key_indices.shape
+    nq, nk = -(-L // block_q), -(-S // block_k)
+    dev = key_indices.device
+    pad = nq * block_q - L
+    kidx = torch.nn.functional.pad(key_indices, (0, 0, 0, pad)).view(B, H, nq, block_q * w).long()
+    kval = torch.nn.functional.pad(valid, (0, 0, 0, pad)).view(B, H, nq, block_q * w)
+    kblk = kidx // block_k
+    hits = torch.zeros(B, H, nq, nk, dtype=torch.int32, device=dev).scatter_add_(
+        -1, kblk, kval.to(torch.int32)
+    )
+    lay = layout_from_block_mask((hits > 0).view(B * H, nq, nk), block_q, block_k)
+    indices, counts = lay.indices.view(B, H, nq, -1), lay.counts.view(B, H, nq)
+    K = indices.shape[-1]
+    listed = torch.arange(K, device=dev) < counts[..., None]
+    # slot of every key block in its query block's list; padding entries go to a dump column (nk)
+    slot_of = torch.full((B, H, nq, nk + 1), -1, dtype=torch.long, device=dev)
+    slot_of.scatter_(
+        -1, torch.where(listed, indices.long(), nk), torch.arange(K, device=dev).expand(B, H, nq, K)
+    )
+    slot = torch.gather(slot_of[..., :nk], -1, kblk)  # (B, H, nq, bq * w)
+    ok = kval & (slot >= 0)
+    q_local = torch.arange(block_q * w, device=dev) // w  # entry r * w + c belongs to query row r
+    flat = (slot.clamp(min=0) * block_q + q_local) * block_k + kidx % block_k
+    hit = torch.zeros(B, H, nq, K * block_q * block_k, dtype=torch.int32, device=dev)
+    hit.scatter_add_(-1, torch.where(ok, flat, 0), ok.to(torch.int32))
+    tiles = (hit > 0).view(B, H, nq, K, block_q, block_k)
+    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+
+
+def dense_tiled_layout(
+    L: int, S: int, block_q: int, block_k: int, *, causal: bool = False, device: torch.device | None = None
+) -> TiledLayout:
+    """Every key block for every query block (bottom-right causal: only blocks on or below the diagonal).
+
+    The kernel applies the causal rule element-wise itself, so the tiles are left out.
+    """
+    nq, nk = -(-L // block_q), -(-S // block_k)
+    if causal:
+        q_hi = (torch.arange(nq, device=device) + 1) * block_q - 1 + (S - L)
+        k_lo = torch.arange(nk, device=device) * block_k
+        block_mask = (k_lo[None, :] <= q_hi[:, None])[None]
+    else:
+        block_mask = torch.ones(1, nq, nk, dtype=torch.bool, device=device)
+    lay = layout_from_block_mask(block_mask, block_q, block_k)
+    return TiledLayout(
+        lay.indices[None].to(torch.int32).contiguous(), lay.counts[None].to(torch.int32).contiguous(),
+        None, block_q, block_k, L, S,
+    )  # fmt: skip

@@ -1,0 +1,450 @@
+"""Block-sparse FlashAttention-2 in Triton: forward, backward (dQ, dK/dV, d bias) and a fused output gate.
+
+Dao 2023, "FlashAttention-2: Faster Attention with Better Parallelism and Work Partitioning"
+(arXiv:2307.08691): one program per (query block, batch x head) streams the key blocks listed for it in a
+:class:`~polyhead.attention.layouts.TiledLayout` with an online softmax (base-2 exponent, fp32 state), so the
+``L x S`` score matrix never exists. Inside a listed block the exact pattern comes from the layout's tiles,
+the key-padding mask, the (bottom-right aligned) causal rule and the sequence bounds. An additive bias
+(``(B|1, H|1, L|1, S)``, any broadcast) is read only for the listed blocks; its gradient is accumulated with
+atomics into a float32 buffer of the bias's own shape. GQA maps query head ``h`` to key/value head
+``h // (H / Hkv)``. The per-head output gate (Mixture-of-Head weighting) multiplies the normalised output in
+the epilogue; with a gate the ungated output is kept for the backward pass (dgate = rowsum(dO * O_ungated)).
+
+Backward follows FlashAttention-2: ``delta = rowsum(dO_u * O_u)`` (torch), one kernel per query block for dQ
+(and d bias), one per key block and key/value head for dK/dV, walking the layout transposed (the query blocks
+that list the key block), looping over the query heads of the GQA group. Scores are recomputed from the saved
+log-sum-exp.
+
+This module imports triton; import it only through :mod:`polyhead.attention.kernels`, which checks first.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from polyhead.attention.layouts import TiledLayout
+
+LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _scores(
+    q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
+    Bias, stride_bb, stride_bh, stride_bm, stride_bn,
+    Kpm, stride_mb,
+    tile_ptr, qk_scale,
+    HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, HAS_TILE: tl.constexpr, IS_CAUSAL: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    """Scores of one (query block, key block) pair in base-2 units, -inf where not attended; and the mask."""
+    s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * qk_scale
+    valid = (offs_n[None, :] < S) & (offs_m[:, None] < L)
+    if HAS_BIAS:
+        bptr = (
+            Bias + b * stride_bb + h * stride_bh + offs_m[:, None] * stride_bm + offs_n[None, :] * stride_bn
+        )
+        s += tl.load(bptr, mask=valid, other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_KPM:
+        keep = tl.load(Kpm + b * stride_mb + offs_n, mask=offs_n < S, other=0)
+        valid = valid & (keep != 0)[None, :]
+    if IS_CAUSAL:
+        valid = valid & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
+    if HAS_TILE:
+        t = tl.load(tile_ptr + j * BLOCK_M * BLOCK_N + tl.arange(0, BLOCK_M)[:, None] * BLOCK_N
+                    + tl.arange(0, BLOCK_N)[None, :])  # fmt: skip
+        valid = valid & (t != 0)
+    s = tl.where(valid, s, float("-inf"))
+    return s, valid
+
+
+@triton.jit
+def _fwd_kernel(
+    Q, K, V, Out, OU, LSE, Bias, Kpm, Gate, Idx, Cnt, Tile,
+    stride_qb, stride_qh, stride_qm,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_ob, stride_oh, stride_om,
+    stride_bb, stride_bh, stride_bm, stride_bn,
+    stride_mb,
+    stride_gb, stride_gh,
+    stride_ib, stride_ih, stride_iq,
+    stride_cb, stride_ch,
+    stride_tb, stride_th, stride_tq,
+    H, GROUP, L, S, causal_shift, qk_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, HAS_GATE: tl.constexpr, HAS_TILE: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // GROUP
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < HEAD_DIM
+    q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
+                mask=(offs_m[:, None] < L) & dmask, other=0.0)  # fmt: skip
+    if UPCAST:
+        q = q.to(tl.float32)
+    m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
+    l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
+    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    cnt = tl.load(Cnt + b * stride_cb + h * stride_ch + pid_m)
+    idx_ptr = Idx + b * stride_ib + h * stride_ih + pid_m * stride_iq
+    tile_ptr = Tile + b * stride_tb + h * stride_th + pid_m * stride_tq
+    k_base = K + b * stride_kb + hk * stride_kh
+    v_base = V + b * stride_vb + hk * stride_vh
+    for j in range(0, cnt):
+        kb = tl.load(idx_ptr + j)
+        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+        kv_mask = (offs_n[:, None] < S) & dmask
+        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_mask, other=0.0)
+        if UPCAST:
+            k, v = k.to(tl.float32), v.to(tl.float32)
+        s, valid = _scores(
+            q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
+            Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+            HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        m_new = tl.maximum(m_i, tl.max(s, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        p = tl.math.exp2(s - m_safe[:, None])
+        alpha = tl.math.exp2(m_i - m_safe)
+        l_i = l_i * alpha + tl.sum(p, 1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+    has = l_i > 0
+    out = acc / tl.where(has, l_i, 1.0)[:, None]
+    lse = tl.where(has, (m_i + tl.math.log2(tl.where(has, l_i, 1.0))) / 1.4426950408889634, float("-inf"))
+    row_ok = offs_m < L
+    tl.store(LSE + pid_bh * L + offs_m, lse, mask=row_ok)
+    o_off = b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :]
+    if HAS_GATE:
+        tl.store(OU + o_off, out.to(OU.dtype.element_ty), mask=row_ok[:, None] & dmask)
+        g = tl.load(Gate + b * stride_gb + h * stride_gh + offs_m, mask=row_ok, other=0.0).to(tl.float32)
+        out = out * g[:, None]
+    tl.store(Out + o_off, out.to(Out.dtype.element_ty), mask=row_ok[:, None] & dmask)
+
+
+@triton.jit
+def _bwd_dq_kernel(
+    Q, K, V, DO, LSE, Delta, DQ, Bias, DBias, Kpm, Idx, Cnt, Tile,
+    stride_qb, stride_qh, stride_qm,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_ob, stride_oh, stride_om,
+    stride_bb, stride_bh, stride_bm, stride_bn,
+    stride_db, stride_dh, stride_dm, stride_dn,
+    stride_mb,
+    stride_ib, stride_ih, stride_iq,
+    stride_cb, stride_ch,
+    stride_tb, stride_th, stride_tq,
+    H, GROUP, L, S, causal_shift, qk_scale, sm_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, BIAS_GRAD: tl.constexpr, HAS_KPM: tl.constexpr, HAS_TILE: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid_m = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // H
+    h = pid_bh % H
+    hk = h // GROUP
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < HEAD_DIM
+    row_ok = offs_m < L
+    q_off = b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :]
+    q = tl.load(Q + q_off, mask=row_ok[:, None] & dmask, other=0.0)
+    do = tl.load(DO + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
+                 mask=row_ok[:, None] & dmask, other=0.0)  # fmt: skip
+    if UPCAST:
+        q, do = q.to(tl.float32), do.to(tl.float32)
+    lse = tl.load(LSE + pid_bh * L + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
+    lse = tl.where(lse == float("-inf"), 0.0, lse)
+    delta = tl.load(Delta + pid_bh * L + offs_m, mask=row_ok, other=0.0)
+    dq = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
+    cnt = tl.load(Cnt + b * stride_cb + h * stride_ch + pid_m)
+    idx_ptr = Idx + b * stride_ib + h * stride_ih + pid_m * stride_iq
+    tile_ptr = Tile + b * stride_tb + h * stride_th + pid_m * stride_tq
+    k_base = K + b * stride_kb + hk * stride_kh
+    v_base = V + b * stride_vb + hk * stride_vh
+    for j in range(0, cnt):
+        kb = tl.load(idx_ptr + j)
+        offs_n = kb * BLOCK_N + tl.arange(0, BLOCK_N)
+        kv_mask = (offs_n[:, None] < S) & dmask
+        k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_base + offs_n[:, None] * stride_vn + offs_d[None, :], mask=kv_mask, other=0.0)
+        if UPCAST:
+            k, v = k.to(tl.float32), v.to(tl.float32)
+        s, valid = _scores(
+            q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
+            Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+            HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
+        )  # fmt: skip
+        p = tl.math.exp2(s - lse[:, None])
+        dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+        ds = p * (dp - delta[:, None])  # d(score) in natural units
+        dq += tl.dot(ds.to(k.dtype), k, input_precision=PRECISION)
+        if BIAS_GRAD:
+            dptr = (
+                DBias
+                + b * stride_db
+                + h * stride_dh
+                + offs_m[:, None] * stride_dm
+                + offs_n[None, :] * stride_dn
+            )
+            tl.atomic_add(dptr, ds, mask=valid)
+    dq = dq * sm_scale
+    tl.store(DQ + q_off, dq.to(DQ.dtype.element_ty), mask=row_ok[:, None] & dmask)
+
+
+@triton.jit
+def _bwd_dkdv_kernel(
+    Q, K, V, DO, LSE, Delta, DK, DV, Bias, Kpm, TQ, TSlot, TCnt, Tile,
+    stride_qb, stride_qh, stride_qm,
+    stride_kb, stride_kh, stride_kn,
+    stride_vb, stride_vh, stride_vn,
+    stride_ob, stride_oh, stride_om,
+    stride_bb, stride_bh, stride_bm, stride_bn,
+    stride_mb,
+    stride_ib, stride_ih, stride_ik,
+    stride_cb, stride_ch,
+    stride_tb, stride_th, stride_tq,
+    H, HKV, GROUP, L, S, causal_shift, qk_scale, sm_scale,
+    HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, HAS_TILE: tl.constexpr,
+    IS_CAUSAL: tl.constexpr, PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+):  # fmt: skip
+    pid_n = tl.program_id(0)
+    pid_bh = tl.program_id(1)
+    b = pid_bh // HKV
+    hk = pid_bh % HKV
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    dmask = offs_d[None, :] < HEAD_DIM
+    kv_mask = (offs_n[:, None] < S) & dmask
+    k_off = b * stride_kb + hk * stride_kh + offs_n[:, None] * stride_kn + offs_d[None, :]
+    v_off = b * stride_vb + hk * stride_vh + offs_n[:, None] * stride_vn + offs_d[None, :]
+    k = tl.load(K + k_off, mask=kv_mask, other=0.0)
+    v = tl.load(V + v_off, mask=kv_mask, other=0.0)
+    if UPCAST:
+        k, v = k.to(tl.float32), v.to(tl.float32)
+    dk = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    dv = tl.zeros([BLOCK_N, BLOCK_D], dtype=tl.float32)
+    for g in range(0, GROUP):
+        h = hk * GROUP + g
+        cnt = tl.load(TCnt + b * stride_cb + h * stride_ch + pid_n)
+        tq_ptr = TQ + b * stride_ib + h * stride_ih + pid_n * stride_ik
+        ts_ptr = TSlot + b * stride_ib + h * stride_ih + pid_n * stride_ik
+        for t in range(0, cnt):
+            qb = tl.load(tq_ptr + t)
+            j = tl.load(ts_ptr + t)
+            offs_m = qb * BLOCK_M + tl.arange(0, BLOCK_M)
+            row_ok = offs_m < L
+            q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
+                        mask=row_ok[:, None] & dmask, other=0.0)  # fmt: skip
+            do = tl.load(DO + b * stride_ob + h * stride_oh + offs_m[:, None] * stride_om + offs_d[None, :],
+                         mask=row_ok[:, None] & dmask, other=0.0)  # fmt: skip
+            if UPCAST:
+                q, do = q.to(tl.float32), do.to(tl.float32)
+            lse = tl.load(LSE + (b * H + h) * L + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
+            lse = tl.where(lse == float("-inf"), 0.0, lse)
+            delta = tl.load(Delta + (b * H + h) * L + offs_m, mask=row_ok, other=0.0)
+            tile_ptr = Tile + b * stride_tb + h * stride_th + qb * stride_tq
+            s, valid = _scores(
+                q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
+                Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+                HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
+            )  # fmt: skip
+            p = tl.math.exp2(s - lse[:, None])  # (BLOCK_M, BLOCK_N)
+            dv += tl.dot(tl.trans(p.to(do.dtype)), do, input_precision=PRECISION)
+            dp = tl.dot(do, tl.trans(v), input_precision=PRECISION)
+            ds = p * (dp - delta[:, None])
+            dk += tl.dot(tl.trans(ds.to(q.dtype)), q, input_precision=PRECISION)
+    tl.store(DK + k_off, (dk * sm_scale).to(DK.dtype.element_ty), mask=kv_mask)
+    tl.store(DV + v_off, dv.to(DV.dtype.element_ty), mask=kv_mask)
+
+
+# ---- host side ----------------------------------------------------------------------------------------
+
+
+def _empty_like(t: Tensor, dtype: torch.dtype | None = None, shape: tuple[int, ...] | None = None) -> Tensor:
+    """Every kernel output is allocated here (uninitialised; the tests poison it with NaN)."""
+    return torch.empty(shape or t.shape, dtype=dtype or t.dtype, device=t.device)
+
+
+def _as4d(t: Tensor) -> Tensor:
+    return t.reshape((1,) * (4 - t.dim()) + tuple(t.shape))
+
+
+def _strides4(t: Tensor | None) -> tuple[int, int, int, int]:
+    return (0, 0, 0, 0) if t is None else tuple(t.stride())  # type: ignore[return-value]
+
+
+def _layout_args(layout: TiledLayout, B: int, H: int, device: torch.device) -> tuple:
+    idx, cnt = layout.indices.to(device), layout.counts.to(device)
+    s_ib = idx.stride(0) if idx.shape[0] == B else 0
+    s_ih = idx.stride(1) if idx.shape[1] == H else 0
+    s_cb = cnt.stride(0) if cnt.shape[0] == B else 0
+    s_ch = cnt.stride(1) if cnt.shape[1] == H else 0
+    if layout.tiles is not None:
+        tile = layout.tiles.to(device=device, dtype=torch.int8)
+        s_tb = tile.stride(0) if tile.shape[0] == B else 0
+        s_th = tile.stride(1) if tile.shape[1] == H else 0
+        s_tq = tile.stride(2)
+    else:
+        tile = torch.empty(1, dtype=torch.int8, device=device)
+        s_tb = s_th = s_tq = 0
+    return idx, cnt, tile, (s_ib, s_ih, idx.stride(2)), (s_cb, s_ch), (s_tb, s_th, s_tq)
+
+
+def _transposed_args(layout: TiledLayout, B: int, H: int, device: torch.device) -> tuple:
+    tq, ts, tc = (t.to(device) for t in layout.transposed())
+    s_ib = tq.stride(0) if tq.shape[0] == B else 0
+    s_ih = tq.stride(1) if tq.shape[1] == H else 0
+    s_cb = tc.stride(0) if tc.shape[0] == B else 0
+    s_ch = tc.stride(1) if tc.shape[1] == H else 0
+    return tq, ts, tc, (s_ib, s_ih, tq.stride(2)), (s_cb, s_ch)
+
+
+def launch_config(block_m: int, head_dim: int) -> dict[str, int]:
+    """``num_warps``/``num_stages`` for a tile (the configurations the kernel report compiles)."""
+    # 4 warps up to a 64 x 64 query tile, 8 beyond: every shipped configuration then compiles without
+    # register spills for sm_80 and sm_90 (pipelines/bench/kernel_report.py checks it).
+    return {"num_warps": 4 if block_m * head_dim <= 64 * 64 else 8, "num_stages": 2}
+
+
+def _upcast(dtype: torch.dtype) -> bool:
+    # triton 3.6's interpreter multiplies bfloat16 operands of tl.dot wrongly (errors ~1e10 on a 16 x 16
+    # product of unit normals): under the interpreter, bf16 tiles are upcast to fp32 before the dots.
+    return dtype == torch.bfloat16 and os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def _precision(dtype: torch.dtype) -> str:
+    return "ieee" if dtype == torch.float32 or _upcast(dtype) else "tf32"
+
+
+class FlashBlockSparse(torch.autograd.Function):
+    """Autograd wrapper: inputs as validated by :func:`polyhead.attention.kernels.attention`."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, bias, kpm, gate, layout, causal, scale):  # type: ignore[override]
+        B, H, L, D = q.shape
+        Hkv, S = k.shape[1], k.shape[2]
+        bias4 = None if bias is None else _as4d(bias).expand(B, H, L, S)  # a view: stride 0 where broadcast
+        bm, bn = layout.block_q, layout.block_k
+        o = _empty_like(q)
+        ou = _empty_like(q) if gate is not None else o
+        lse = _empty_like(q, torch.float32, (B, H, L))
+        idx, cnt, tile, s_i, s_c, s_t = _layout_args(layout, B, H, q.device)
+        grid = (layout.n_q_blocks, B * H)
+        dummy = q.new_empty(1)
+        _fwd_kernel[grid](
+            q, k, v, o, ou, lse,
+            bias4 if bias is not None else dummy, kpm if kpm is not None else dummy,
+            gate if gate is not None else dummy, idx, cnt, tile,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            o.stride(0), o.stride(1), o.stride(2),
+            *_strides4(bias4),
+            kpm.stride(0) if kpm is not None else 0,
+            *(gate.stride()[:2] if gate is not None else (0, 0)),
+            *s_i, *s_c, *s_t,
+            H, H // Hkv, L, S, S - L, scale * LOG2E,
+            HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_M=bm, BLOCK_N=bn,
+            HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_GATE=gate is not None,
+            HAS_TILE=layout.tiles is not None, IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype),
+            **launch_config(bm, D),
+        )  # fmt: skip
+        ctx.save_for_backward(q, k, v, bias, kpm, gate, ou, lse)
+        ctx.layout, ctx.causal, ctx.scale = layout, causal, scale
+        return o
+
+    @staticmethod
+    def backward(ctx, do):  # type: ignore[override]
+        q, k, v, bias, kpm, gate, ou, lse = ctx.saved_tensors
+        layout, causal, scale = ctx.layout, ctx.causal, ctx.scale
+        B, H, L, D = q.shape
+        Hkv, S = k.shape[1], k.shape[2]
+        bm, bn = layout.block_q, layout.block_k
+        do = do.contiguous()
+        dgate = None
+        if gate is not None:
+            dgate = (do.float() * ou.float()).sum(-1).to(gate.dtype)  # (B, H, L)
+            do_u = (do.float() * gate.float()[..., None]).to(q.dtype)
+        else:
+            do_u = do
+        delta = (do_u.float() * ou.float()).sum(-1).contiguous()  # (B, H, L)
+        bias4 = None if bias is None else _as4d(bias).expand(B, H, L, S)
+        bias_grad = bias is not None and ctx.needs_input_grad[3]
+        if bias_grad:
+            # float32 buffer of the bias's own shape; its broadcast view has stride 0 where the bias is
+            # shared, so the kernel's atomic adds sum over those dimensions.
+            dbias_buf = torch.zeros(_as4d(bias).shape, device=q.device, dtype=torch.float32)
+            dbias = dbias_buf.expand(B, H, L, S)
+        dq, dk, dv = _empty_like(q), _empty_like(k), _empty_like(v)
+        idx, cnt, tile, s_i, s_c, s_t = _layout_args(layout, B, H, q.device)
+        dummy = q.new_empty(1)
+        common = dict(
+            HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_M=bm, BLOCK_N=bn,
+            HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_TILE=layout.tiles is not None,
+            IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype), **launch_config(bm, D),
+        )  # fmt: skip
+        _bwd_dq_kernel[(layout.n_q_blocks, B * H)](
+            q, k, v, do_u, lse, delta, dq,
+            bias4 if bias is not None else dummy, dbias if bias_grad else dummy,
+            kpm if kpm is not None else dummy, idx, cnt, tile,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            do_u.stride(0), do_u.stride(1), do_u.stride(2),
+            *_strides4(bias4), *_strides4(dbias if bias_grad else None),
+            kpm.stride(0) if kpm is not None else 0,
+            *s_i, *s_c, *s_t,
+            H, H // Hkv, L, S, S - L, scale * LOG2E, scale,
+            BIAS_GRAD=bias_grad, **common,
+        )  # fmt: skip
+        tq, ts, tc, s_ti, s_tc = _transposed_args(layout, B, H, q.device)
+        _bwd_dkdv_kernel[(layout.n_k_blocks, B * Hkv)](
+            q, k, v, do_u, lse, delta, dk, dv,
+            bias4 if bias is not None else dummy, kpm if kpm is not None else dummy,
+            tq, ts, tc, tile,
+            q.stride(0), q.stride(1), q.stride(2),
+            k.stride(0), k.stride(1), k.stride(2),
+            v.stride(0), v.stride(1), v.stride(2),
+            do_u.stride(0), do_u.stride(1), do_u.stride(2),
+            *_strides4(bias4),
+            kpm.stride(0) if kpm is not None else 0,
+            *s_ti, *s_tc, *s_t,
+            H, Hkv, H // Hkv, L, S, S - L, scale * LOG2E, scale,
+            **common,
+        )  # fmt: skip
+        dbias_out = dbias_buf.reshape(bias.shape).to(bias.dtype) if bias_grad else None
+        return dq, dk, dv, dbias_out, None, dgate, None, None, None
+
+
+def flash_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    layout: TiledLayout,
+    *,
+    bias: Tensor | None = None,
+    key_padding: Tensor | None = None,
+    gate: Tensor | None = None,
+    causal: bool = False,
+    scale: float | None = None,
+) -> Tensor:
+    """Run the kernels (inputs already validated): q ``(B, H, L, D)``, k/v ``(B, Hkv, S, D)``."""
+    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
+    kpm = None if key_padding is None else key_padding.to(torch.int8).contiguous()
+    return FlashBlockSparse.apply(q, k, v, bias, kpm, gate, layout, causal, scale)

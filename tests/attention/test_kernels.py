@@ -1,0 +1,349 @@
+"""The Triton block-sparse FlashAttention kernels.
+
+``interp`` tests run the real kernels under ``TRITON_INTERPRET=1`` on CPU at tiny shapes, forward and
+backward, against the ``math`` oracle in float64 with FlashAttention's tolerance rule: the kernel's error
+is at most twice the error of the same computation in torch at the kernel's precision, plus a noise floor.
+Every output buffer the kernels allocate is poisoned with NaN first, so an element a kernel forgets to write
+fails the test. ``gpu`` tests run the same cases at realistic sizes on CUDA (skipped here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from polyhead.attention.functional import math_attention
+from polyhead.attention.layouts import (
+    dense_pattern,
+    tiled_layout_from_key_lists,
+    tiled_layout_from_mask_mod,
+    tiled_layout_from_pattern,
+)
+from polyhead.attention.variants.dma import dma_pattern, dma_select
+from polyhead.attention.variants.duo import streaming_block_mask, streaming_mask_mod
+from polyhead.attention.variants.halo import halo_mask_mod, halo_pattern
+from polyhead.attention.variants.s2 import s2_block_mask, s2_mask_mod
+from polyhead.attention.windows import explicit_pattern, group_coords
+
+pytest.importorskip("triton")
+
+
+def _run_interpreted(case: str) -> dict:
+    """Run one case in a fresh Python with ``TRITON_INTERPRET=1`` set before triton is imported.
+
+    (``triton.language`` decides at import time whether its functions are interpreted, so the interpreter
+    cannot be switched on inside a pytest process that may already have imported triton.)
+    """
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    proc = subprocess.run(
+        [sys.executable, __file__, case], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _inputs(B, H, Hkv, L, S, D, dtype, seed):
+    g = torch.Generator().manual_seed(seed)
+    q = torch.randn(B, H, L, D, generator=g).to(dtype).requires_grad_()
+    k = torch.randn(B, Hkv, S, D, generator=g).to(dtype).requires_grad_()
+    v = torch.randn(B, Hkv, S, D, generator=g).to(dtype).requires_grad_()
+    do = torch.randn(B, H, L, D, generator=g).to(dtype)
+    return q, k, v, do, g
+
+
+def _reference(q, k, v, do, *, bias, keep, causal, gate, dtype):
+    """Outputs and gradients of the math oracle with every input cast to ``dtype``."""
+    leaves = [t.detach().to(dtype).requires_grad_() for t in (q, k, v)]
+    b = None if bias is None else bias.detach().to(dtype).requires_grad_()
+    gt = None if gate is None else gate.detach().to(dtype).requires_grad_()
+    o, _ = math_attention(*leaves, bias=b, mask=keep, causal=causal)
+    if gt is not None:
+        o = o * gt[..., None]
+    wrt = [*leaves, *(x for x in (b, gt) if x is not None)]
+    grads = torch.autograd.grad(o, wrt, do.to(dtype))
+    return [o.detach(), *grads]
+
+
+def _assert_fa_rule(kernel_vals, low_vals, exact_vals, floor, names):
+    for name, kv, lv, ev in zip(names, kernel_vals, low_vals, exact_vals):
+        assert not torch.isnan(kv).any(), f"{name}: NaN (an element was not written)"
+        err = (kv.double() - ev).abs().max().item()
+        ref_err = (lv.double() - ev).abs().max().item()
+        assert err <= 2 * ref_err + floor, (
+            f"{name}: kernel error {err:.3g} > 2 x torch error {ref_err:.3g} + {floor}"
+        )
+
+
+CASES = {
+    # name: B, H, Hkv, L, S, D, dtype, block, pattern kind, causal, key padding, bias shape, gate
+    "dense-fp32": (2, 2, 2, 48, 48, 16, torch.float32, 16, None, False, False, None, False),
+    "causal-fp16-gqa": (1, 4, 2, 40, 72, 32, torch.float16, 16, None, True, True, None, False),
+    "random-layout-bias-gate": (
+        2,
+        4,
+        2,
+        50,
+        70,
+        24,
+        torch.float32,
+        16,
+        "random",
+        False,
+        True,
+        (1, 4, 1, 70),
+        True,
+    ),
+    "halo-bf16-bias": (1, 2, 1, 144, 144, 16, torch.bfloat16, 32, "halo", False, False, (2, 144, 144), False),
+    "s2-causal-256": (1, 2, 2, 256, 256, 16, torch.float16, 32, "s2", True, False, None, True),
+}
+FLOORS = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2}
+
+
+def _pattern(kind, B, H, L, S, g):
+    if kind is None:
+        return None
+    if kind == "random":
+        p = torch.rand(B, H, L, S, generator=g) < 0.3
+        p[0, 0, 3] = False  # a query that sees nothing: zero output, zero gradients
+        return p
+    if kind == "halo":
+        return halo_pattern(12, 12, 4, 2)[None, None].expand(1, H, L, S)
+    if kind == "s2":
+        mm = s2_mask_mod(block_size=32, local_blocks=2, vert_stride=4, head_step=1, causal=True)
+        return dense_pattern(mm, H, L, S)[None]
+    raise AssertionError(kind)
+
+
+def _interp_case(case: str) -> dict:
+    """Child side: run the kernel and the oracles, return per-output errors (NaN-poisoned buffers)."""
+    import polyhead.attention.kernels.flash as flash
+    from polyhead.attention import kernels
+
+    original = flash._empty_like
+
+    def poisoned(t, dtype=None, shape=None):
+        out = original(t, dtype, shape)
+        return out.fill_(float("nan")) if out.is_floating_point() else out
+
+    flash._empty_like = poisoned
+    B, H, Hkv, L, S, D, dtype, block, kind, causal, kpm, bias_shape, use_gate = CASES[case]
+    q, k, v, do, g = _inputs(B, H, Hkv, L, S, D, dtype, seed=len(case))
+    pattern = _pattern(kind, B, H, L, S, g)
+    layout = None if pattern is None else tiled_layout_from_pattern(pattern, block, block)
+    mask = (torch.rand(B, S, generator=g) > 0.25) if kpm else None
+    bias = None if bias_shape is None else torch.randn(*bias_shape, generator=g).to(dtype).requires_grad_()
+    gate = torch.rand(B, H, L, generator=g).to(dtype).requires_grad_() if use_gate else None
+
+    out = kernels.attention(q, k, v, bias=bias, mask=mask, block_mask=layout, causal=causal, gate=gate)
+    wrt = [q, k, v, *(x for x in (bias, gate) if x is not None)]
+    grads = torch.autograd.grad(out, wrt, do)
+
+    keep = pattern
+    if mask is not None:
+        keep = mask[:, None, None, :] if keep is None else keep & mask[:, None, None, :]
+    exact = _reference(q, k, v, do, bias=bias, keep=keep, causal=causal, gate=gate, dtype=torch.float64)
+    low = _reference(q, k, v, do, bias=bias, keep=keep, causal=causal, gate=gate, dtype=dtype)
+    names = [
+        "out",
+        "dq",
+        "dk",
+        "dv",
+        *(["dbias"] if bias is not None else []),
+        *(["dgate"] if gate is not None else []),
+    ]
+    report = {}
+    for name, kv, lv, ev in zip(names, [out, *grads], low, exact):
+        report[name] = {
+            "nan": bool(torch.isnan(kv).any()),
+            "err": (kv.double() - ev).abs().max().item(),
+            "ref_err": (lv.double() - ev).abs().max().item(),
+        }
+    if kind == "random":  # query 3 of (0, 0) sees no key
+        report["empty_row_zero"] = bool((out[0, 0, 3] == 0).all() and (grads[0][0, 0, 3] == 0).all())
+    return report
+
+
+@pytest.mark.interp
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_matches_float64_oracle(case: str) -> None:
+    report = _run_interpreted(case)
+    floor = FLOORS[CASES[case][6]]
+    for name, r in report.items():
+        if name == "empty_row_zero":
+            assert r, "a query with no visible key must get zero output and zero gradient"
+            continue
+        assert not r["nan"], f"{name}: NaN (an element was not written)"
+        assert r["err"] <= 2 * r["ref_err"] + floor, (
+            f"{name}: kernel error {r['err']:.3g} > 2 x torch error {r['ref_err']:.3g} + {floor}"
+        )
+
+
+# ---- layouts: the kernel's block lists give exactly the variants' attended pairs ------------------------
+
+
+def test_layouts_match_variant_patterns() -> None:
+    # halo (HaloNet): 12 x 12 image, block 4, halo 2
+    lay = tiled_layout_from_mask_mod(halo_mask_mod(12, 12, 4, 2), 1, 144, 144, 16, 16)
+    assert torch.equal(lay.dense()[0, 0], halo_pattern(12, 12, 4, 2))
+    assert lay.density < 1
+
+    # S2-Attention with its closed-form block rule (no block scan), 4 heads with shifted strides
+    H, L, bs = 4, 256, 16
+    mm = s2_mask_mod(block_size=bs, local_blocks=2, vert_stride=4, head_step=1, causal=True)
+    rule = s2_block_mask(H, L // bs, L // bs, local_blocks=2, vert_stride=4, head_step=1, causal=True)
+    lay = tiled_layout_from_mask_mod(mm, H, L, L, bs, bs, block_mask=rule)
+    assert torch.equal(lay.dense()[0], dense_pattern(mm, H, L, L))
+
+    # sliding window + attention sinks (DuoAttention streaming heads), queries end-aligned (decoding)
+    L, S, sink, recent = 64, 160, 8, 24
+    mm = streaming_mask_mod(sink, recent, q_offset=S - L)
+    rule = streaming_block_mask(L // 16, S // 16, 16, sink, recent)
+    lay = tiled_layout_from_mask_mod(mm, 1, L, S, 16, 16, block_mask=rule)
+    assert torch.equal(lay.dense()[0, 0], dense_pattern(mm, 1, L, S)[0])
+    assert int(lay.counts.max()) <= 4  # the sink block + 3 window blocks per query block, not S / 16 = 10
+
+    # MaxViT block and grid attention on a 16 x 16 grid, window 4
+    for kind in ("block", "grid"):
+        gid, _ = group_coords(16, 16, 4, kind, torch.device("cpu"))
+
+        def group_mod(b, h, q_idx, kv_idx, gid=gid):
+            return gid[q_idx] == gid[kv_idx]
+
+        lay = tiled_layout_from_mask_mod(group_mod, 1, 256, 256, 16, 16)
+        assert torch.equal(lay.dense()[0, 0], explicit_pattern(16, 16, 4, kind))
+
+    # DMA: top-w keys per query from the value-derived bias, causal, with key padding
+    g = torch.Generator().manual_seed(0)
+    bias = torch.randn(2, 3, 80, generator=g)
+    pad = torch.ones(2, 80, dtype=torch.bool)
+    pad[1, 60:] = False
+    idx, valid = dma_select(bias, 80, 12, causal=True, key_padding=pad)
+    lay = tiled_layout_from_key_lists(idx, valid, 80, 16, 16)
+    assert torch.equal(lay.dense(), dma_pattern(bias, 80, 12, causal=True, key_padding=pad))
+
+
+def test_transposed_layout_lists_every_block_once() -> None:
+    g = torch.Generator().manual_seed(1)
+    lay = tiled_layout_from_pattern(torch.rand(2, 3, 70, 90, generator=g) < 0.2, 16, 16)
+    q_blocks, slots, counts = lay.transposed()
+    assert int(counts.sum()) == int(lay.counts.sum())
+    for b, h, kb in [(0, 0, 0), (1, 2, 3), (0, 1, 5)]:
+        listed = {int(q_blocks[b, h, kb, t]) for t in range(int(counts[b, h, kb]))}
+        expect = {
+            i for i in range(lay.n_q_blocks) if kb in lay.indices[b, h, i, : lay.counts[b, h, i]].tolist()
+        }
+        assert listed == expect
+        for t in range(int(counts[b, h, kb])):
+            assert int(lay.indices[b, h, q_blocks[b, h, kb, t], slots[b, h, kb, t]]) == kb
+
+
+# ---- dispatch and bad input -----------------------------------------------------------------------------
+
+
+def test_unsupported_inputs_name_the_backend_to_use() -> None:
+    from polyhead.attention import functional, kernels
+
+    q = torch.randn(1, 2, 8, 16)
+    with pytest.raises(ValueError, match="needs CUDA tensors; use 'sdpa'"):
+        functional.attention(q, q, q, backend="triton")
+    assert not kernels.supports(q)
+    assert functional.select_backend(q, bias=None, mask=None, block_mask=None, need_weights=False) == "sdpa"
+
+
+def test_check_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    from polyhead.attention import kernels as interp
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # check() then accepts CPU tensors (no kernel runs here)
+    q = torch.randn(1, 2, 32, 16)
+    with pytest.raises(ValueError, match=r"float16/bfloat16/float32.*use 'math'"):
+        interp.check(q.double())
+    with pytest.raises(ValueError, match=r"head dims 16-128.*use 'sdpa'"):
+        interp.check(torch.randn(1, 2, 32, 12))
+    with pytest.raises(ValueError, match="use 'flex' or 'math'"):
+        interp.check(q, mask=torch.ones(1, 2, 32, 32, dtype=torch.bool))
+    lay = tiled_layout_from_pattern(torch.ones(1, 3, 32, 32, dtype=torch.bool), 16, 16)
+    with pytest.raises(ValueError, match="does not fit"):
+        interp.check(q, q, block_mask=lay)
+    lay8 = tiled_layout_from_pattern(torch.ones(1, 2, 32, 32, dtype=torch.bool), 8, 8)
+    with pytest.raises(ValueError, match="block sizes"):
+        interp.check(q, q, block_mask=lay8)
+
+
+# ---- realistic sizes on CUDA ------------------------------------------------------------------------------
+
+GPU_CASES = {
+    "dense-bf16-d128": (2, 8, 8, 2048, 2048, 128, torch.bfloat16, 64, None, False, True, None, False),
+    "causal-fp16-gqa-d64": (2, 16, 4, 4096, 4096, 64, torch.float16, 64, None, True, False, None, False),
+    "s2-bf16-gate": (1, 8, 8, 4096, 4096, 64, torch.bfloat16, 64, "s2", True, False, None, True),
+    "halo-fp32-bias": (
+        4,
+        4,
+        4,
+        1024,
+        1024,
+        32,
+        torch.float32,
+        64,
+        "halo",
+        False,
+        False,
+        (4, 1024, 1024),
+        False,
+    ),
+}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("case", list(GPU_CASES))
+def test_kernel_on_gpu(case: str) -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from polyhead.attention import kernels
+
+    B, H, Hkv, L, S, D, dtype, block, kind, causal, kpm, bias_shape, use_gate = GPU_CASES[case]
+    dev = torch.device("cuda")
+    q, k, v, do, g = _inputs(B, H, Hkv, L, S, D, dtype, seed=1)
+    q, k, v = (t.detach().to(dev).requires_grad_() for t in (q, k, v))
+    do = do.to(dev)
+    if kind == "s2":
+        mm = s2_mask_mod(block_size=block, local_blocks=4, vert_stride=8, head_step=1, causal=True)
+        layout = tiled_layout_from_mask_mod(mm, H, L, S, block, block, device=dev)
+        pattern = dense_pattern(mm, H, L, S, device=dev)[None]
+    elif kind == "halo":
+        side = math.isqrt(L)
+        layout = tiled_layout_from_mask_mod(
+            halo_mask_mod(side, side, 8, 4), 1, L, S, block, block, device=dev
+        )
+        pattern = halo_pattern(side, side, 8, 4, device=dev)[None, None]
+    else:
+        layout = pattern = None
+    mask = (torch.rand(B, S, device=dev) > 0.1) if kpm else None
+    bias = None if bias_shape is None else torch.randn(*bias_shape, device=dev, dtype=dtype).requires_grad_()
+    gate = torch.rand(B, H, L, device=dev, dtype=dtype).requires_grad_() if use_gate else None
+    out = kernels.attention(q, k, v, bias=bias, mask=mask, block_mask=layout, causal=causal, gate=gate)
+    wrt = [q, k, v, *(x for x in (bias, gate) if x is not None)]
+    grads = torch.autograd.grad(out, wrt, do)
+    keep = pattern
+    if mask is not None:
+        keep = mask[:, None, None, :] if keep is None else keep & mask[:, None, None, :]
+    exact = _reference(q, k, v, do, bias=bias, keep=keep, causal=causal, gate=gate, dtype=torch.float64)
+    low = _reference(q, k, v, do, bias=bias, keep=keep, causal=causal, gate=gate, dtype=dtype)
+    names = [
+        "out",
+        "dq",
+        "dk",
+        "dv",
+        *(["dbias"] if bias is not None else []),
+        *(["dgate"] if gate is not None else []),
+    ]
+    _assert_fa_rule([out, *grads], low, exact, FLOORS[dtype], names)
+
+
+if __name__ == "__main__":  # the interpreter child of test_kernel_matches_float64_oracle
+    print(json.dumps(_interp_case(sys.argv[1])))
