@@ -27,6 +27,7 @@ from polyhead.attention.layouts import TiledLayout, dense_tiled_layout, layout_f
 
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 HEAD_DIMS = (16, 128)  # inclusive range, multiples of 8
+FP32_MAX_HEAD_DIM = 64  # fp32 dK/dV at head dim 128 spills registers (kernel report): not shipped
 BLOCKS = (16, 32, 64, 128)
 
 __all__ = [
@@ -76,6 +77,11 @@ def check(
         raise ValueError(
             f"backend 'triton' supports head dims {HEAD_DIMS[0]}-{HEAD_DIMS[1]} in steps of 8, got {D}; "
             "use 'sdpa' (dense) or 'flex' (block masks)"
+        )
+    if q.dtype == torch.float32 and D > FP32_MAX_HEAD_DIM:
+        raise ValueError(
+            f"backend 'triton' supports float32 up to head dim {FP32_MAX_HEAD_DIM} (got {D}); "
+            "use bfloat16/float16 inputs or 'sdpa'"
         )
     if mask is not None and mask.dim() != 2:
         raise ValueError(

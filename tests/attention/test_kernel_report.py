@@ -1,0 +1,36 @@
+"""The kernel report compiles every shipped Triton configuration for sm_80 and sm_90 on this (GPU-less)
+machine: zero spills, shared memory within limits, mma.sync on sm_80 and wgmma in the sm_90 16-bit forward."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+
+REPORT = Path(__file__).parents[2] / "pipelines" / "bench" / "kernel_report.py"
+
+
+@pytest.mark.slow
+def test_every_shipped_configuration_compiles_cleanly(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, str(REPORT), "--out", str(out)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads(out.read_text())
+    assert {(r["arch"], r["dtype"], r["head_dim"]) for r in rows} >= {
+        ("sm_80", "bf16", 128),
+        ("sm_90", "fp16", 64),
+    }
+    assert {r["kernel"] for r in rows} == {"fwd", "bwd_dq", "bwd_dkdv"}
+    for r in rows:
+        assert r["spill_stores"] == 0 and r["spill_loads"] == 0, r
+        assert r["shared_bytes"] <= r["smem_limit"], r
+    for r in rows:
+        if r["dtype"] in ("fp16", "bf16") and r["kernel"] == "fwd":
+            assert r["wgmma"] if r["arch"] == "sm_90" else r["mma_sync"], r
