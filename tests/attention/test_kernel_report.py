@@ -34,3 +34,13 @@ def test_every_shipped_configuration_compiles_cleanly(tmp_path: Path) -> None:
     for r in rows:
         if r["dtype"] in ("fp16", "bf16") and r["kernel"] == "fwd":
             assert r["wgmma"] if r["arch"] == "sm_90" else r["mma_sync"], r
+
+
+def test_benchmark_says_no_cuda_and_exits_0() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the benchmark would run")
+    bench = REPORT.parent / "kernels.py"
+    proc = subprocess.run([sys.executable, str(bench)], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0 and "no CUDA device" in proc.stdout
