@@ -1,23 +1,26 @@
-"""Shared pieces of the CSLR encoders: sinusoidal positions, temporal conv front ends, Conformer block."""
+"""CSLR-specific encoder pieces: the temporal convolution front end (the shared blocks live in
+:mod:`polyhead.attention.blocks`)."""
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
-import torch
 from torch import Tensor, nn
 
-from polyhead.attention import create_attention
+from polyhead.attention.blocks import (  # re-exported for the CSLR encoders
+    ConformerBlock,
+    TransformerBlock,
+    aux_loss,
+    build_attention,
+    sinusoidal_positions,
+)
 
-
-def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
-    inv = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-math.log(10000.0) / dim))
-    pe = torch.zeros(length, dim, device=device)
-    pe[:, 0::2] = torch.sin(pos * inv)
-    pe[:, 1::2] = torch.cos(pos * inv[: dim // 2])
-    return pe.to(dtype)
+__all__ = [
+    "ConformerBlock",
+    "TemporalDownsample",
+    "TransformerBlock",
+    "aux_loss",
+    "build_attention",
+    "sinusoidal_positions",
+]
 
 
 class TemporalDownsample(nn.Module):
@@ -40,80 +43,3 @@ class TemporalDownsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x.transpose(1, 2)).transpose(1, 2)
-
-
-def build_attention(cfg: dict[str, Any] | None, dim: int, heads: int) -> nn.Module:
-    cfg = dict(cfg or {"name": "mha"})
-    name = cfg.pop("name", "mha")
-    return create_attention(name, dim=dim, num_heads=heads, **cfg)
-
-
-def aux_loss(net: nn.Module) -> Tensor | None:
-    """Sum of the auxiliary losses (e.g. MoH load balance) the blocks' attention produced in the last forward."""
-    losses = [m.aux_loss for m in net.modules() if isinstance(m, (ConformerBlock, TransformerBlock))]
-    losses = [a for a in losses if a is not None]
-    return torch.stack(losses).sum() if losses else None
-
-
-class ConformerBlock(nn.Module):
-    """Gulati et al. 2020: FFN/2 -> MHSA -> conv module (GLU, depthwise conv, BN, Swish) -> FFN/2 -> LayerNorm."""
-
-    def __init__(
-        self, dim: int, heads: int, *, kernel: int = 15, dropout: float = 0.1, attention: dict | None = None
-    ) -> None:
-        super().__init__()
-
-        def ffn() -> nn.Sequential:
-            return nn.Sequential(
-                nn.LayerNorm(dim),
-                nn.Linear(dim, 4 * dim),
-                nn.SiLU(),
-                nn.Dropout(dropout),
-                nn.Linear(4 * dim, dim),
-                nn.Dropout(dropout),
-            )
-
-        self.ff1, self.ff2 = ffn(), ffn()
-        self.attn_norm = nn.LayerNorm(dim)
-        self.attn = build_attention(attention, dim, heads)
-        self.attn_drop = nn.Dropout(dropout)
-        self.conv_norm = nn.LayerNorm(dim)
-        self.pointwise1 = nn.Conv1d(dim, 2 * dim, 1)
-        self.depthwise = nn.Conv1d(dim, dim, kernel, padding=kernel // 2, groups=dim)
-        self.bn = nn.BatchNorm1d(dim)
-        self.pointwise2 = nn.Conv1d(dim, dim, 1)
-        self.conv_drop = nn.Dropout(dropout)
-        self.out_norm = nn.LayerNorm(dim)
-        self.aux_loss: Tensor | None = None
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        x = x + 0.5 * self.ff1(x)
-        out = self.attn(self.attn_norm(x), mask=mask)
-        self.aux_loss = out.aux_loss
-        x = x + self.attn_drop(out.output)
-        c = self.conv_norm(x).masked_fill(~mask[..., None], 0.0).transpose(1, 2)  # (B, C, T)
-        c = nn.functional.glu(self.pointwise1(c), dim=1)
-        c = self.pointwise2(nn.functional.silu(self.bn(self.depthwise(c))))
-        x = x + self.conv_drop(c.transpose(1, 2))
-        x = x + 0.5 * self.ff2(x)
-        return self.out_norm(x)
-
-
-class TransformerBlock(nn.Module):
-    """Pre-norm transformer encoder layer on polyhead attention."""
-
-    def __init__(self, dim: int, heads: int, *, dropout: float = 0.1, attention: dict | None = None) -> None:
-        super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
-        self.attn = build_attention(attention, dim, heads)
-        self.ff = nn.Sequential(
-            nn.Linear(dim, 4 * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(4 * dim, dim)
-        )
-        self.drop = nn.Dropout(dropout)
-        self.aux_loss: Tensor | None = None
-
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        out = self.attn(self.norm1(x), mask=mask)
-        self.aux_loss = out.aux_loss
-        x = x + self.drop(out.output)
-        return x + self.drop(self.ff(self.norm2(x)))
