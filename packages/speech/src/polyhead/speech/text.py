@@ -1,0 +1,65 @@
+"""Text for the synthetic corpus: sentences generated from a word-bigram model of English prose.
+
+The prose is the documentation shipped with every Python (``pydoc_data.topics``: about 2,000 distinct
+words that occur at least twice). A seeded walk over its word bigrams, started at sentence-initial words,
+gives new sentences of 4-14 words that read locally like English; the vocabulary is the words of the model.
+:func:`normalize` is the transcript normalisation used everywhere (lowercase, punctuation to spaces, single
+spaces), so that references and hypotheses compare equal; digits and other symbols are kept, so that a
+tokenizer can report them instead of dropping them silently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections import Counter, defaultdict
+
+import numpy as np
+
+_WORD = re.compile(r"(?<![\w.])[A-Za-z]{2,14}(?![\w.(])")
+
+
+def normalize(text: str) -> str:
+    """Lowercase, punctuation (``.,!?;:"()[]-``) to spaces, single spaces."""
+    return " ".join(re.sub(r"[.,!?;:\"()\[\]\-]+", " ", text.lower()).split())
+
+
+class BigramText:
+    """Seeded sentence generator over the word bigrams of the Python documentation."""
+
+    def __init__(self, min_count: int = 2) -> None:
+        from pydoc_data.topics import topics
+
+        sentences = []
+        for s in re.split(r"(?<=[.!?])\s+|\n\s*\n", " ".join(topics.values())):
+            words = [w.lower() for w in _WORD.findall(s)]
+            if len(words) >= 3:
+                sentences.append(words)
+        counts = Counter(w for s in sentences for w in s)
+        self.vocab = sorted(w for w, c in counts.items() if c >= min_count)
+        keep = set(self.vocab)
+        succ: dict[str, Counter] = defaultdict(Counter)
+        starts: Counter = Counter()
+        for s in sentences:
+            s = [w for w in s if w in keep]
+            if len(s) < 2:
+                continue
+            starts[s[0]] += 1
+            for a, b in itertools.pairwise(s):
+                succ[a][b] += 1
+        self._starts = (list(starts), np.array(list(starts.values()), dtype=np.float64))
+        self._succ = {a: (list(c), np.array(list(c.values()), dtype=np.float64)) for a, c in succ.items()}
+
+    def sentence(self, rng: np.random.Generator, min_words: int = 4, max_words: int = 14) -> str:
+        target = int(rng.integers(min_words, max_words + 1))
+        words, p = self._starts
+        w = words[rng.choice(len(words), p=p / p.sum())]
+        out = [w]
+        while len(out) < target:
+            nxt = self._succ.get(w)
+            if nxt is None:  # dead end: restart from a sentence-initial word
+                nxt = self._starts
+            words, p = nxt
+            w = words[rng.choice(len(words), p=p / p.sum())]
+            out.append(w)
+        return " ".join(out)
