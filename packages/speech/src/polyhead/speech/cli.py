@@ -1,5 +1,6 @@
-"""``polyhead-speech``: fit | validate | test | predict, plus ``synthesize`` (the default corpus) and
-``manifest`` (a manifest from a LibriSpeech-style folder or an ``id<TAB>text`` file)."""
+"""``polyhead-speech``: fit | validate | test | predict, plus ``synthesize`` (the default corpus),
+``manifest`` (a manifest from a LibriSpeech-style folder or an ``id<TAB>text`` file), ``transcribe``
+(audio files -> JSON lines with text and word timestamps) and ``explain`` (cross-attention vs saliency)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from polyhead.speech.inference import explain_main, transcribe_main
 from polyhead.speech.module import SpeechDataModule, SpeechModule
 from polyhead.train import run_cli
 
@@ -56,6 +58,11 @@ def main(args: list[str] | None = None) -> None:
         monitor="val/wer",
         mode="min",
         trainer_defaults={"max_epochs": 40, "gradient_clip_val": 5.0},
-        extra_commands={"synthesize": synthesize, "manifest": manifest},
+        extra_commands={
+            "synthesize": synthesize,
+            "manifest": manifest,
+            "transcribe": transcribe_main,
+            "explain": explain_main,
+        },
         args=args,
     )

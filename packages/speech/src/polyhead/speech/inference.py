@@ -1,0 +1,306 @@
+"""Inference from a checkpoint: transcription with word timestamps, and the explanation report.
+
+    polyhead-speech transcribe RUN_OR_CKPT a.wav b.flac --out out.jsonl [--decoding joint]
+    polyhead-speech explain RUN_OR_CKPT --manifest test.jsonl [--utterances 8]
+
+``RUN_OR_CKPT`` is a checkpoint or a run directory (its best checkpoint). Audio of any sample rate and
+channel count is read with soundfile, downmixed and resampled. Word timestamps come from CTC forced
+alignment of the hypothesis; the attention-DTW timestamps and their disagreement are reported as well.
+The explanation report compares cross-attention with SPES-like saliency (input and encoder output), writes
+``explain.json``, ``explain.md`` and ``media/explain_*.png`` into the run directory and logs them to the
+run's W&B (offline unless W&B is configured online).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from polyhead.speech.data.audio import AudioError, load_audio
+from polyhead.speech.data.features import Fbank
+from polyhead.speech.data.manifest import read_manifest
+from polyhead.speech.data.tokenizer import Tokenizer
+from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_rescore
+from polyhead.speech.explain import (
+    SUBSAMPLING,
+    aggregate,
+    compare,
+    cross_attention,
+    ctc_timestamps,
+    deletion_aucs,
+    dtw_timestamps,
+    encoder_saliency,
+    pool_to_encoder,
+    spes_saliency,
+    timestamp_disagreement,
+)
+from polyhead.speech.models import ASRModel
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    from polyhead.train import rundir
+
+    p = Path(path)
+    if p.is_dir():
+        best = rundir.best_checkpoint(p)
+        if best is None:
+            raise FileNotFoundError(f"{p}: no best-*.ckpt under checkpoints/")
+        return best
+    if not p.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {p}")
+    return p
+
+
+def load_model(path: str | Path) -> tuple[ASRModel, Tokenizer, dict[str, Any], Path]:
+    """``(model in eval mode, tokenizer, hyper-parameters, checkpoint path)``."""
+    ckpt_path = resolve_checkpoint(path)
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    hp = dict(ckpt["hyper_parameters"])
+    tok = Tokenizer.from_dict(ckpt["tokenizer"])
+    model = ASRModel(len(tok), d_model=hp["d_model"], encoder_layers=hp["encoder_layers"],
+                     decoder_layers=hp["decoder_layers"], heads=hp["heads"], conv_kernel=hp["conv_kernel"],
+                     dropout=hp["dropout"], attention=hp["attention"])  # fmt: skip
+    state = {k.removeprefix("net."): v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
+    model.load_state_dict(state)
+    return model.eval(), tok, hp, ckpt_path
+
+
+@torch.no_grad()
+def transcribe(
+    model: ASRModel,
+    tok: Tokenizer,
+    wav: torch.Tensor,
+    *,
+    decoding: str = "joint",
+    beam_size: int = 8,
+    ctc_weight: float = 0.3,
+) -> dict[str, Any]:
+    feats = Fbank()(wav)[None]
+    lengths = torch.tensor([feats.shape[1]])
+    enc, enc_len, mask = model.encode(feats, lengths)
+    lp = model.ctc_log_probs(enc)
+    n = int(enc_len[0])
+    if decoding == "greedy":
+        tokens = greedy_ctc(lp, enc_len)[0]
+    elif decoding == "ctc_beam":
+        tokens = ctc_beam_search(lp, enc_len, tok, beam_size)[0]
+    else:
+        hyps = attention_beam_search(model, enc[:, :n], mask[:, :n], beam_size=beam_size, max_len=max(8, n))
+        if decoding == "joint":
+            hyps = joint_rescore(hyps, lp[0], n, ctc_weight=ctc_weight)
+        tokens = hyps[0].tokens
+    words = ctc_timestamps(lp[0, :n], tokens, tok) if tokens else []
+    att_words = (
+        dtw_timestamps(aggregate(cross_attention(model, feats, tokens)[-1:]), tokens, tok) if tokens else []
+    )
+    return {
+        "text": tok.decode(tokens),
+        "words": words,
+        "words_attention": att_words,
+        "timestamp_disagreement_ms": timestamp_disagreement(words, att_words),
+        "duration": wav.numel() / 16000,
+    }
+
+
+def transcribe_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="polyhead-speech transcribe", description="Transcribe audio files.")
+    p.add_argument("checkpoint", help="checkpoint or run directory")
+    p.add_argument("audio", nargs="+", type=Path, help="audio files, or one .jsonl manifest")
+    p.add_argument("--out", type=Path, default=None, help="JSON lines output (default: stdout)")
+    p.add_argument("--decoding", choices=("greedy", "ctc_beam", "attention", "joint"), default="joint")
+    p.add_argument("--beam-size", type=int, default=8)
+    a = p.parse_args(argv)
+    try:
+        model, tok, hp, _ = load_model(a.checkpoint)
+    except FileNotFoundError as err:
+        print(f"polyhead-speech transcribe: {err}", file=sys.stderr)
+        return 2
+    files = (
+        [Path(u.audio_filepath) for u in read_manifest(a.audio[0])]
+        if a.audio[0].suffix == ".jsonl"
+        else a.audio
+    )
+    failed, lines = 0, []
+    for f in files:
+        try:
+            wav = load_audio(f)
+        except AudioError as err:
+            print(f"polyhead-speech transcribe: skipped {err}", file=sys.stderr)
+            failed += 1
+            continue
+        t0 = time.perf_counter()
+        rec = transcribe(
+            model, tok, wav, decoding=a.decoding, beam_size=a.beam_size, ctc_weight=hp["ctc_weight"]
+        )
+        rec["real_time_factor"] = (time.perf_counter() - t0) / max(rec["duration"], 1e-6)
+        line = json.dumps({"audio_filepath": str(f), **rec})
+        lines.append(line)
+        if a.out is None:
+            print(line, flush=True)
+    if a.out is not None:
+        a.out.write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+        print(f"wrote {len(lines)} transcripts to {a.out}")
+    return 1 if failed == len(files) else 0
+
+
+# ---- explanation report ------------------------------------------------------------------------------------
+
+
+def explain_utterance(
+    model: ASRModel, tok: Tokenizer, wav: torch.Tensor, *, n_masks: int = 128
+) -> dict[str, Any]:
+    feats = Fbank()(wav)[None]
+    lengths = torch.tensor([feats.shape[1]])
+    with torch.no_grad():
+        enc, enc_len, mask = model.encode(feats, lengths)
+        n = int(enc_len[0])
+        tokens = attention_beam_search(model, enc[:, :n], mask[:, :n], beam_size=4, max_len=max(8, n))[
+            0
+        ].tokens
+    if not tokens:
+        return {}
+    att = cross_attention(model, feats, tokens)  # (layers, heads, U + 1, T')
+    sal_in = spes_saliency(model, feats, tokens, n_masks=n_masks)  # (U + 1, T, F)
+    sal_enc = encoder_saliency(model, feats, tokens, n_masks=n_masks)  # (U + 1, T')
+    pooled = pool_to_encoder(sal_in, att.shape[-1])
+    frame_att = aggregate(att)[:-1].sum(0).repeat_interleave(SUBSAMPLING)[: feats.shape[1]]
+    frame_att = torch.nn.functional.pad(frame_att, (0, feats.shape[1] - frame_att.numel()))
+    frame_sal = sal_in[:-1].sum((0, 2))
+    return {
+        "text": tok.decode(tokens),
+        "tokens": len(tokens),
+        "input": compare(att, pooled),
+        "encoder": compare(att, sal_enc),
+        "deletion_auc": deletion_aucs(model, feats, tokens, {"attention": frame_att, "saliency": frame_sal}),
+        "_maps": (feats[0], aggregate(att), pooled),
+    }
+
+
+def _mean_stats(items: list[dict]) -> dict[str, float]:
+    return {k: float(torch.tensor([i[k] for i in items]).nanmean()) for k in ("pearson", "spearman")}
+
+
+def summarise(results: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for where in ("input", "encoder"):
+        L = len(results[0][where]["per_layer"])
+        H = len(results[0][where]["per_layer_head"][0])
+        out[where] = {
+            "per_layer_head": [
+                [_mean_stats([r[where]["per_layer_head"][i][h] for r in results]) for h in range(H)]
+                for i in range(L)
+            ],
+            "per_layer": [_mean_stats([r[where]["per_layer"][i] for r in results]) for i in range(L)],
+            "aggregated": _mean_stats([r[where]["aggregated"] for r in results]),
+        }
+    out["deletion_auc"] = {
+        k: float(torch.tensor([r["deletion_auc"][k] for r in results]).mean())
+        for k in results[0]["deletion_auc"]
+    }
+    return out
+
+
+def report_markdown(summary: dict[str, Any], n: int) -> str:
+    lines = [f"# Cross-attention vs saliency ({n} utterances)", "",
+             "| layer | input Pearson | input Spearman | encoder Pearson | encoder Spearman |", "|---|---|---|---|---|"]  # fmt: skip
+    for i, (a, b) in enumerate(zip(summary["input"]["per_layer"], summary["encoder"]["per_layer"])):
+        lines.append(
+            f"| {i} (heads mean) | {a['pearson']:.3f} | {a['spearman']:.3f} | {b['pearson']:.3f} | {b['spearman']:.3f} |"
+        )
+    a, b = summary["input"]["aggregated"], summary["encoder"]["aggregated"]
+    lines.append(
+        f"| all (aggregated) | {a['pearson']:.3f} | {a['spearman']:.3f} | {b['pearson']:.3f} | {b['spearman']:.3f} |"
+    )
+    lines += ["", "Per head (input Pearson):", "", "| layer | " + " | ".join(f"head {h}" for h in range(len(summary["input"]["per_layer_head"][0]))) + " |",
+              "|---|" + "---|" * len(summary["input"]["per_layer_head"][0])]  # fmt: skip
+    for i, row in enumerate(summary["input"]["per_layer_head"]):
+        lines.append(f"| {i} | " + " | ".join(f"{c['pearson']:.3f}" for c in row) + " |")
+    d = summary["deletion_auc"]
+    lines += ["", "Deletion AUC (mean token probability as input frames are deleted, most relevant first; lower = more faithful):",
+              "", "| ranking | AUC |", "|---|---|", *(f"| {k} | {v:.4f} |" for k, v in d.items())]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def _figure(feats: torch.Tensor, att: torch.Tensor, sal: torch.Tensor, title: str):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(3, 1, figsize=(10, 8), constrained_layout=True)
+    ax[0].imshow(feats.T.numpy(), aspect="auto", origin="lower")
+    ax[0].set_title(f"log-mel input: {title}")
+    ax[1].imshow(att[:-1].numpy(), aspect="auto", cmap="magma")
+    ax[1].set_title("cross-attention (all layers and heads), tokens x encoder frames")
+    ax[2].imshow(sal[:-1].numpy(), aspect="auto", cmap="magma")
+    ax[2].set_title("SPES saliency pooled to encoder frames, tokens x encoder frames")
+    return fig
+
+
+def explain_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="polyhead-speech explain", description="Cross-attention vs saliency report."
+    )
+    p.add_argument("checkpoint", help="checkpoint or run directory")
+    p.add_argument("--manifest", type=Path, required=True)
+    p.add_argument("--utterances", type=int, default=8)
+    p.add_argument("--masks", type=int, default=128)
+    a = p.parse_args(argv)
+    try:
+        model, tok, _, ckpt = load_model(a.checkpoint)
+        utts = read_manifest(a.manifest)[: a.utterances]
+    except (FileNotFoundError, ValueError) as err:
+        print(f"polyhead-speech explain: {err}", file=sys.stderr)
+        return 2
+    from polyhead.train import rundir
+
+    out_dir = rundir.run_dir_of_checkpoint(ckpt) or ckpt.parent
+    results, t0 = [], time.perf_counter()
+    (out_dir / "media").mkdir(parents=True, exist_ok=True)
+    figs = []
+    for k, u in enumerate(utts):
+        r = explain_utterance(model, tok, load_audio(u.audio_filepath), n_masks=a.masks)
+        if not r:
+            continue
+        feats, att, pooled = r.pop("_maps")
+        if k < 2:
+            fig = _figure(feats, att, pooled, r["text"])
+            path = out_dir / "media" / f"explain_{k}.png"
+            fig.savefig(path, dpi=80)
+            figs.append(path)
+        results.append(r)
+    if not results:
+        print("polyhead-speech explain: no utterance produced tokens", file=sys.stderr)
+        return 1
+    summary = summarise(results)
+    summary["seconds_per_utterance"] = (time.perf_counter() - t0) / len(results)
+    md = report_markdown(summary, len(results))
+    (out_dir / "explain.json").write_text(json.dumps({"summary": summary, "utterances": results}, indent=1))
+    (out_dir / "explain.md").write_text(md)
+    _log_wandb(out_dir, summary, figs)
+    print(md)
+    print(f"seconds per utterance: {summary['seconds_per_utterance']:.1f}; wrote {out_dir / 'explain.md'}")
+    return 0
+
+
+def _log_wandb(run_dir: Path, summary: dict[str, Any], figs: list[Path]) -> None:
+    id_file = run_dir / "wandb_id"
+    if not id_file.is_file():
+        return
+    import wandb
+
+    run = wandb.init(dir=str(run_dir), id=id_file.read_text().strip(), resume="allow", mode="offline",
+                     project="polyhead-speech", settings=wandb.Settings(console="off", x_disable_stats=True, silent=True))  # fmt: skip
+    run.log({f"explain/{p.stem}": wandb.Image(str(p)) for p in figs})
+    run.summary.update({
+        "explain/input_pearson": summary["input"]["aggregated"]["pearson"],
+        "explain/encoder_pearson": summary["encoder"]["aggregated"]["pearson"],
+        **{f"explain/deletion_auc_{k}": v for k, v in summary["deletion_auc"].items()},
+    })  # fmt: skip
+    run.finish()
