@@ -82,7 +82,10 @@ def read_manifest(
                 if not skip_bad:
                     raise ManifestError(msg) from None
                 if report is not None:
-                    report.add(str(err).split(":")[0], f"{p}:{n}")
+                    reason = (
+                        "invalid JSON" if isinstance(err, json.JSONDecodeError) else str(err).split(":")[0]
+                    )
+                    report.add(reason, f"{p}:{n}")
     return out
 
 

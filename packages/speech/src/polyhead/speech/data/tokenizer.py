@@ -55,14 +55,18 @@ class Tokenizer:
 
 
 class CharTokenizer(Tokenizer):
-    """Letters, apostrophe and ``|`` for the space (a token, so CTC can emit word boundaries)."""
+    """Letters, apostrophe and ``|`` for the space (a token, so CTC can emit word boundaries).
+
+    The alphabet is the letters (any script) and apostrophes of the training transcripts; digits and other
+    symbols are never added, so a transcript that contains them is reported (spell numbers out first).
+    """
 
     kind = "char"
 
     @classmethod
     def train(cls, texts: Iterable[str]) -> CharTokenizer:
-        chars = sorted({c for t in texts for c in normalize(t).replace(" ", "|")})
-        return cls(chars)
+        chars = {c for t in texts for c in normalize(t) if c.isalpha() or c == "'"}
+        return cls(sorted(chars) + ["|"])
 
     def __init__(self, pieces: list[str]) -> None:
         super().__init__(pieces)
