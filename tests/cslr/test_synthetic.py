@@ -49,3 +49,19 @@ def test_hand_shape_bone_lengths_do_not_depend_on_flexion() -> None:
     np.testing.assert_allclose(la, lb)
     # Flexion curls the fingers: index fingertip closer to the wrist in a fist.
     assert np.linalg.norm(fist[8] - fist[0]) < np.linalg.norm(open_hand[8] - open_hand[0])
+
+
+def test_held_out_handedness_is_covered_by_training_signers() -> None:
+    from dataclasses import replace
+
+    import numpy as np
+
+    from polyhead.cslr.data.synthetic import assign_signer_splits, make_signers
+
+    signers = [replace(s, left_handed=False) for s in make_signers(9, np.random.default_rng(0))]
+    signers[8] = replace(signers[8], left_handed=True)  # the test signer is left-handed
+    fixed, dev, test = assign_signer_splits(signers)
+    assert test == {8} and dev == {7}
+    assert any(s.left_handed for s in fixed if s.id not in test | dev)
+    untouched, _, _ = assign_signer_splits([replace(s, left_handed=False) for s in signers])
+    assert not any(s.left_handed for s in untouched)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from polyhead.cslr.data.isharah import Sample, load_keypoints, load_split, write_release
-from polyhead.cslr.data.synthetic import generate_corpus
+from polyhead.cslr.data.synthetic import GENERATOR_VERSION, generate_corpus
 from polyhead.cslr.data.transforms import (
     augment,
     crop_or_pad,
@@ -138,7 +138,8 @@ class CSLRDataModule(pl.LightningDataModule):
         self.splits: dict[str, list[Sample]] = {}
 
     def _generated_files(self) -> dict[str, Path]:
-        key = hashlib.sha256(json.dumps(self.gen, sort_keys=True).encode()).hexdigest()[:12]
+        settings = {**self.gen, "generator": GENERATOR_VERSION}
+        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
         root = self.cache_dir / f"generated_{key}" / self.task
         files = {"kp": root / "keypoints.pkl", **{s: root / f"{s}.txt" for s in ("train", "dev", "test")}}
         if not files["test"].is_file():

@@ -5,7 +5,8 @@ A vocabulary of glosses, each a parametric sign: a hand shape (per-finger flexio
 repetitions, one or two hands, and a mouth opening. A sentence is a gloss sequence; consecutive signs are
 joined by smooth co-articulation (a cosine blend of the hand trajectories over a few frames). Signers
 differ in body proportions, camera distance and in-plane angle, signing speed, handedness (left-handed
-signers mirror the dominant hand) and jitter; hands drop out for short spans (NaN), as detectors do.
+signers mirror the dominant hand; if a dev or test signer is left-handed, training has one too) and
+jitter; hands drop out for short spans (NaN), as detectors do.
 
 Two splits mimic the SignEval 2025 tasks:
 - ``signer_independent``: test (and dev) signers never appear in training;
@@ -14,12 +15,14 @@ Two splits mimic the SignEval 2025 tasks:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from polyhead.cslr.data.isharah import Sample
 from polyhead.cslr.data.layout import BODY, LEFT_HAND, LIPS, NUM_POINTS, RIGHT_HAND
+
+GENERATOR_VERSION = 2  # part of the generated-corpus cache key: bump whenever the generated data changes
 
 # Canonical right hand (wrist at the origin, fingers pointing up, units of hand length).
 _FINGER_BASES = np.array([[-0.35, 0.25], [-0.15, 0.45], [0.0, 0.48], [0.15, 0.45], [0.28, 0.4]])
@@ -185,6 +188,24 @@ def render_sentence(
     return np.concatenate([kp, conf], -1).astype(np.float32)
 
 
+def assign_signer_splits(signers: list[Signer]) -> tuple[list[Signer], set[int], set[int]]:
+    """Signer-independent split: the last fifth of the signers test, the one before dev, the rest train.
+
+    Unseen signers must come from the training population: if a dev or test signer is left-handed and no
+    training signer is, the first training signer is made left-handed (otherwise the split would test
+    mirror invariance, not signer independence).
+    """
+    n_test = max(1, len(signers) // 5)
+    test = {s.id for s in signers[-n_test:]}
+    dev = {signers[-n_test - 1].id}
+    train = [i for i, s in enumerate(signers) if s.id not in test | dev]
+    held_out_left = any(s.left_handed for s in signers if s.id in test | dev)
+    if held_out_left and not any(signers[i].left_handed for i in train):
+        signers = list(signers)
+        signers[train[0]] = replace(signers[train[0]], left_handed=True)
+    return signers, dev, test
+
+
 def generate_corpus(
     *,
     num_glosses: int = 60,
@@ -211,9 +232,7 @@ def generate_corpus(
     def sample(sid: str, sent: tuple[int, ...], signer: Signer) -> Sample:
         return Sample(sid, render_sentence(list(sent), vocab, signer, rng), tuple(names[g] for g in sent))
 
-    n_test_signers = max(1, num_signers // 5)
-    si_test = {s.id for s in signers[-n_test_signers:]}
-    si_dev = {signers[-n_test_signers - 1].id}
+    signers, si_dev, si_test = assign_signer_splits(signers)
     si: dict[str, list[Sample]] = {"train": [], "dev": [], "test": []}
     us: dict[str, list[Sample]] = {"train": [], "dev": [], "test": []}
     n_us_test = max(1, num_sentences // 5)
