@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any, Literal
@@ -293,6 +294,38 @@ class SpeechModule(pl.LightningModule):
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         self._eval("test", batch, self.hparams.decoding)
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[dict]:
+        """Transcripts with CTC-aligned word timestamps for ``data.predict_manifest``."""
+        from polyhead.speech.explain import ctc_timestamps
+
+        if batch is None:
+            return []
+        feats, lengths, _, idx = batch
+        hyps = self.transcribe(feats, lengths)
+        with torch.no_grad():
+            enc, enc_len, _ = self.net.encode(feats, lengths)
+            lp = self.net.ctc_log_probs(enc)
+        utts = self.trainer.datamodule.splits["predict"]
+        rows = []
+        for b, h in enumerate(hyps):
+            words = ctc_timestamps(lp[b, : int(enc_len[b])], h, self.tokenizer) if h else []
+            rows.append(
+                {
+                    "audio_filepath": utts[idx[b]].audio_filepath,
+                    "text": self.tokenizer.decode(h),
+                    "words": words,
+                }
+            )
+        self._predictions += rows
+        return rows
+
+    def on_predict_epoch_end(self) -> None:
+        path = run_dir(self.trainer) / "predictions.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in self._predictions), encoding="utf-8")
+        print(f"polyhead-speech: wrote {len(self._predictions)} transcripts to {path}")
+        self._predictions = []
 
     def configure_optimizers(self) -> Any:
         opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.98), eps=1e-9)
