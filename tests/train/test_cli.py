@@ -88,6 +88,15 @@ def test_yaml_config_and_overrides(tmp_path: Path) -> None:
     )
     assert ckpt["global_step"] == 256 // 64
 
+    # test/validate take the model's hyper-parameters from the checkpoint (also over a --config file), but a
+    # value set explicitly on the command line wins over the checkpoint's.
+    run_dir = tmp_path / "example" / "small" / "version_0"
+    main(["validate", "--config", str(cfg), "--run.root", str(tmp_path), "--model.lr", "0.5"])
+    val_cfg = yaml.safe_load((run_dir / "config.validate.yaml").read_text())
+    assert val_cfg["model"]["lr"] == 0.5  # explicit: kept
+    assert val_cfg["model"]["heads"] == 2  # the file says 4, fit used 2: the checkpoint's value
+    assert val_cfg["model"]["dim"] == 16
+
 
 @pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ of the experiment and write into that run directory.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import secrets
@@ -125,6 +126,7 @@ class PolyheadCLI(LightningCLI):
         self.default_mode = mode
         self.run_dir: Path | None = None
         self.resume_callback: ResumeCheckpoint | None = None
+        self._argv: list[str] | None = kwargs.get("args")
         super().__init__(*args, **kwargs)
 
     # ---- parser ---------------------------------------------------------------------------------
@@ -200,7 +202,28 @@ class PolyheadCLI(LightningCLI):
         # hyperparameters, so that a bad checkpoint fails cleanly and writes nothing.
         self.subcommand = self.config["subcommand"]
         self._prepare_run()
+        # LightningCLI puts the checkpoint's hyper-parameters over the whole model config; keep the values
+        # the user set explicitly on the command line, e.g. `test --model.decoding joint`.
+        model = self.config[self.subcommand].get("model")
+        explicit = {
+            k: copy.deepcopy(model[k])
+            for k in self._explicit_model_keys()
+            if model is not None and k in model
+        }
         super()._parse_ckpt_path()
+        for k, v in explicit.items():
+            self.config[self.subcommand]["model"][k] = v
+
+    def _explicit_model_keys(self) -> set[str]:
+        """Model keys given on the command line (``--model.key value`` or ``--model.key=value``).
+
+        Values from ``--config`` files are not counted: the same experiment file is usually passed to
+        ``fit`` and ``test``, and the checkpoint knows what ``fit`` actually used.
+        """
+        argv = self._argv if self._argv is not None else sys.argv[1:]
+        return {
+            t[len("--model.") :].split("=", 1)[0].split(".", 1)[0] for t in argv if t.startswith("--model.")
+        }
 
     def _prepare_run(self) -> None:
         sub = self.subcommand
