@@ -30,7 +30,7 @@ def main() -> None:
     if ns.manifests:
         d = Path(ns.manifests)
         data += [f"--data.{s}_manifest={d / f'{s}.jsonl'}" for s in ("train", "dev", "test")]
-    epochs = ns.epochs or (None if ns.full else 8)
+    epochs = ns.epochs or (None if ns.full else 10)
     if epochs:
         fit += ["--trainer.max_epochs", str(epochs)]
     results = run(Path(ns.out), fit_args=fit, data_args=data)

@@ -13,9 +13,11 @@ from polyhead.speech.data.manifest import read_manifest
 from polyhead.speech.data.tokenizer import CharTokenizer
 from polyhead.speech.decoding import (
     attention_beam_search,
+    attention_logp,
     ctc_beam_search,
     ctc_sequence_logp,
     greedy_ctc,
+    joint_decode,
     joint_rescore,
 )
 from polyhead.speech.models import ASRModel, joint_loss
@@ -68,6 +70,7 @@ def _decode_all(model, x, lengths, tok) -> dict[str, list[str]]:
             "ctc_beam": [tok.decode(h) for h in ctc_beam_search(lp, enc_len, tok, beam_size=4)],
             "attention": [],
             "joint": [],
+            "joint_union": [],
         }
         for b in range(x.shape[0]):
             n = int(enc_len[b])
@@ -76,6 +79,8 @@ def _decode_all(model, x, lengths, tok) -> dict[str, list[str]]:
             )
             out["attention"].append(tok.decode(hyps[0].tokens))
             out["joint"].append(tok.decode(joint_rescore(hyps, lp[b], n, ctc_weight=0.3)[0].tokens))
+            best = joint_decode(model, enc[b : b + 1, :n], mask[b : b + 1, :n], lp[b], n, tok, beam_size=4)[0]
+            out["joint_union"].append(tok.decode(best.tokens))
     model.train()
     return out
 
@@ -106,3 +111,7 @@ def test_decoders_recover_overfitted_transcripts() -> None:
         hyps = attention_beam_search(model, enc[:1, :n], mask[:1, :n], beam_size=4, max_len=60)
         best = joint_rescore(hyps, lp[0], n, ctc_weight=0.3)[0]
     assert best.ctc_logp == pytest.approx(ctc_sequence_logp(lp[0], n, [targets[0]])[0], rel=1e-5)
+    # the decoder's teacher-forced score of a hypothesis equals the beam search's accumulated score
+    assert attention_logp(model, enc[:1, :n], mask[:1, :n], [hyps[0].tokens])[0] == pytest.approx(
+        hyps[0].att_logp, abs=1e-4
+    )

@@ -6,7 +6,9 @@ normalisation, and joint CTC/attention rescoring of the attention n-best list.
 - :func:`attention_beam_search`: the decoder's beam search for one utterance (all beams in one batch per
   step), scores ``log P(y) / |y|^length_penalty``.
 - :func:`joint_rescore`: ``ctc_weight * log P_ctc(y | x) + (1 - ctc_weight) * log P_att(y | x)`` over the
-  n-best (Watanabe et al. 2017), each normalised by length, best first.
+  n-best (Watanabe et al. 2017), each normalised by length, best first. :func:`joint_decode` rescores the
+  union of the attention n-best and the CTC beam's best hypothesis (scored by the decoder with
+  :func:`attention_logp`), so that a weak decoder cannot make joint decoding worse than CTC alone.
 """
 
 from __future__ import annotations
@@ -126,3 +128,34 @@ def joint_rescore(
         n = len(h.tokens) + 1
         h.score = (ctc_weight * c + (1 - ctc_weight) * h.att_logp) / n
     return sorted(hyps, key=lambda h: h.score, reverse=True)
+
+
+@torch.no_grad()
+def attention_logp(model, memory: Tensor, mem_mask: Tensor, hyps: list[list[int]]) -> list[float]:
+    """``log P_att(y <eos> | x)`` of each hypothesis, teacher-forced in one batch (``memory (1, T, d)``)."""
+    if not hyps:
+        return []
+    dev = memory.device
+    n, U = len(hyps), max(len(h) for h in hyps) + 1
+    ys_in = torch.full((n, U), SOS_EOS, dtype=torch.long, device=dev)
+    ys_out = torch.full((n, U), -1, dtype=torch.long, device=dev)
+    for i, h in enumerate(hyps):
+        ys_in[i, 1 : len(h) + 1] = torch.tensor(h, dtype=torch.long)
+        ys_out[i, : len(h) + 1] = torch.tensor([*h, SOS_EOS], dtype=torch.long)
+    logits, _ = model.decode_step(ys_in, ys_out >= 0, memory.expand(n, -1, -1), mem_mask.expand(n, -1))
+    lp = logits.float().log_softmax(-1).gather(-1, ys_out.clamp(min=0)[..., None])[..., 0]
+    return (lp * (ys_out >= 0)).sum(-1).tolist()
+
+
+def joint_decode(
+    model, memory: Tensor, mem_mask: Tensor, log_probs: Tensor, length: int, tokenizer: Tokenizer, *,
+    beam_size: int = 8, ctc_weight: float = 0.3, length_penalty: float = 1.0,
+) -> list[Hypothesis]:  # fmt: skip
+    """Joint CTC/attention rescoring of the attention n-best plus the CTC beam's best hypothesis."""
+    hyps = attention_beam_search(model, memory, mem_mask, beam_size=beam_size, max_len=max(8, length),
+                                 length_penalty=length_penalty)  # fmt: skip
+    ctc_best = ctc_beam_search(log_probs[None, :length], torch.tensor([length]), tokenizer, beam_size)[0]
+    if all(h.tokens != ctc_best for h in hyps):
+        att = attention_logp(model, memory, mem_mask, [ctc_best])[0]
+        hyps.append(Hypothesis(ctc_best, att, att / (len(ctc_best) + 1) ** length_penalty))
+    return joint_rescore(hyps, log_probs, length, ctc_weight=ctc_weight)

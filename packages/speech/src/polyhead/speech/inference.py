@@ -26,7 +26,7 @@ from polyhead.speech.data.audio import AudioError, load_audio
 from polyhead.speech.data.features import Fbank
 from polyhead.speech.data.manifest import read_manifest
 from polyhead.speech.data.tokenizer import Tokenizer
-from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_rescore
+from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_decode
 from polyhead.speech.explain import (
     SUBSAMPLING,
     aggregate,
@@ -90,11 +90,14 @@ def transcribe(
         tokens = greedy_ctc(lp, enc_len)[0]
     elif decoding == "ctc_beam":
         tokens = ctc_beam_search(lp, enc_len, tok, beam_size)[0]
+    elif decoding == "joint":
+        tokens = joint_decode(
+            model, enc[:, :n], mask[:, :n], lp[0], n, tok, beam_size=beam_size, ctc_weight=ctc_weight
+        )[0].tokens
     else:
-        hyps = attention_beam_search(model, enc[:, :n], mask[:, :n], beam_size=beam_size, max_len=max(8, n))
-        if decoding == "joint":
-            hyps = joint_rescore(hyps, lp[0], n, ctc_weight=ctc_weight)
-        tokens = hyps[0].tokens
+        tokens = attention_beam_search(
+            model, enc[:, :n], mask[:, :n], beam_size=beam_size, max_len=max(8, n)
+        )[0].tokens
     words = ctc_timestamps(lp[0, :n], tokens, tok) if tokens else []
     att_words = (
         dtw_timestamps(aggregate(cross_attention(model, feats, tokens)[-1:]), tokens, tok) if tokens else []

@@ -24,7 +24,7 @@ from polyhead.speech.data.dataset import BucketBatchSampler, SpeechDataset, coll
 from polyhead.speech.data.features import Fbank, spec_augment
 from polyhead.speech.data.manifest import SkipReport, Utterance, read_manifest
 from polyhead.speech.data.tokenizer import BpeTokenizer, CharTokenizer, Tokenizer
-from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_rescore
+from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_decode
 from polyhead.speech.models import ASRModel, joint_loss
 from polyhead.train import run_dir
 
@@ -269,12 +269,16 @@ class SpeechModule(pl.LightningModule):
         if method == "ctc_beam":
             return ctc_beam_search(lp, enc_len, self.tokenizer, self.hparams.beam_size)
         out = []
+        hp = self.hparams
         for b in range(enc.shape[0]):
             n = int(enc_len[b])
-            hyps = attention_beam_search(self.net, enc[b : b + 1, :n], mask[b : b + 1, :n], beam_size=self.hparams.beam_size,
-                                         max_len=max(8, n), length_penalty=self.hparams.length_penalty)  # fmt: skip
+            mem, mm = enc[b : b + 1, :n], mask[b : b + 1, :n]
             if method == "joint":
-                hyps = joint_rescore(hyps, lp[b], n, ctc_weight=self.hparams.ctc_weight)
+                hyps = joint_decode(self.net, mem, mm, lp[b], n, self.tokenizer, beam_size=hp.beam_size,
+                                    ctc_weight=hp.ctc_weight, length_penalty=hp.length_penalty)  # fmt: skip
+            else:
+                hyps = attention_beam_search(self.net, mem, mm, beam_size=hp.beam_size, max_len=max(8, n),
+                                             length_penalty=hp.length_penalty)  # fmt: skip
             out.append(hyps[0].tokens)
         return out
 

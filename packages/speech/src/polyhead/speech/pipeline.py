@@ -14,9 +14,9 @@ from pathlib import Path
 
 from polyhead.train.domains import DemoRow, Domain
 
-QUICK_DATA = ["--data.num_utterances", "500", "--data.batch_size", "24"]
+QUICK_DATA = ["--data.num_utterances", "500", "--data.batch_size", "8", "--data.max_batch_seconds", "40"]
 QUICK_MODEL = ["--model.d_model", "96", "--model.encoder_layers", "3", "--model.decoder_layers", "1",
-               "--model.warmup_steps", "100", "--model.lr", "3e-3"]  # fmt: skip
+               "--model.warmup_steps", "100", "--model.lr", "2e-3", "--model.ctc_weight", "0.5"]  # fmt: skip
 
 
 def run(
@@ -90,7 +90,7 @@ def write_report(results: dict, path: Path, title: str) -> str:
 
 
 def run_quick(out_dir: Path) -> list[DemoRow]:
-    results = run(out_dir, fit_args=[*QUICK_MODEL, "--trainer.max_epochs", "8"], data_args=QUICK_DATA)
+    results = run(out_dir, fit_args=[*QUICK_MODEL, "--trainer.max_epochs", "10"], data_args=QUICK_DATA)
     write_report(
         results, Path(results["run_dir"]) / "report.md", "Speech quick run (synthesised, 500 utterances)"
     )
