@@ -24,7 +24,7 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pipelines/cslr")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--glosses", type=int, default=20)
     ap.add_argument("--sentences", type=int, default=120)
     ap.add_argument("--samples-per-sentence", type=int, default=4)
