@@ -34,7 +34,7 @@ ALL_FEATURES = {"HAS_BIAS": True, "HAS_KPM": True, "HAS_TILE": True, "IS_CAUSAL"
 
 def _signature(fn, dt: str, constexprs: dict) -> tuple[dict, dict]:
     typed = {"LSE": "*fp32", "Delta": "*fp32", "DBias": "*fp32", "Kpm": "*i8", "Tile": "*i8",
-             "Idx": "*i32", "Cnt": "*i32", "TQ": "*i32", "TSlot": "*i32", "TCnt": "*i32",
+             "Idx": "*i32", "Cnt": "*i32", "TileId": "*i32", "TQ": "*i32", "TSlot": "*i32", "TCnt": "*i32",
              "qk_scale": "fp32", "sm_scale": "fp32"}  # fmt: skip
     tensors = {"Q", "K", "V", "Out", "OU", "Bias", "Gate", "DO", "DQ", "DK", "DV"}
     sig = {}

@@ -231,6 +231,22 @@ def test_layouts_match_variant_patterns() -> None:
     assert torch.equal(lay.dense(), dma_pattern(bias, 80, 12, causal=True, key_padding=pad))
 
 
+def test_layout_keeps_only_distinct_partial_tiles() -> None:
+    # causal at L = 1024, blocks of 16: the 64 diagonal blocks are partial and share one tile, the rest are full
+    L = 1024
+    lay = tiled_layout_from_mask_mod(lambda b, h, q, k: k <= q, 1, L, L, 16, 16)
+    assert lay.n_partial == 64 and tuple(lay.tiles.shape) == (1, 16, 16)
+    assert torch.equal(lay.tiles[0], torch.ones(16, 16, dtype=torch.bool).tril())
+    assert torch.equal(lay.dense()[0, 0], torch.ones(L, L, dtype=torch.bool).tril())
+    # ragged ends (L, S not multiples of the block): blocks whose in-range pairs are all visible are full
+    lay = tiled_layout_from_mask_mod(lambda b, h, q, k: (q >= 0) & (k >= 0), 2, 50, 70, 16, 16)
+    assert lay.tile_ids is None and int(lay.counts.sum()) == 2 * 4 * 5
+    # a table-driven mask_mod is only evaluated in range (q < L, k < S)
+    gid = torch.arange(50) // 7
+    lay = tiled_layout_from_mask_mod(lambda b, h, q, k: gid[q] == gid[k], 1, 50, 50, 16, 16)
+    assert torch.equal(lay.dense()[0, 0], gid[:, None] == gid[None, :])
+
+
 def test_transposed_layout_lists_every_block_once() -> None:
     g = torch.Generator().manual_seed(1)
     lay = tiled_layout_from_pattern(torch.rand(2, 3, 70, 90, generator=g) < 0.2, 16, 16)

@@ -199,20 +199,27 @@ def _gather_keys(key_padding: Tensor, k_tok: Tensor) -> Tensor:
 
 @dataclass
 class TiledLayout:
-    """A block layout plus the exact token pattern inside every listed block (the Triton kernels' input).
+    """A block layout plus the exact token pattern inside its partial blocks (the Triton kernels' input).
+
+    As in FlexAttention, a listed block is either *full* (every in-range (query, key) pair is visible: the
+    kernel needs no element mask) or *partial*. Partial blocks point into a table of distinct tile patterns,
+    so a causal or sliding-window layout stores a handful of tiles however long the sequence is, and the
+    layout never grows with ``L x S``.
 
     Attributes:
         indices: ``(Bl, Hl, n_q_blocks, max_k_blocks)`` int32 key-block indices, ascending; ``Bl`` is 1 or the
             batch size and ``Hl`` is 1 or the number of query heads (a size-1 dimension is shared).
         counts: ``(Bl, Hl, n_q_blocks)`` int32 number of listed key blocks per query block.
-        tiles: ``(Bl, Hl, n_q_blocks, max_k_blocks, block_q, block_k)`` bool, the visible (query, key) pairs
-            inside each listed block, or ``None`` when every listed block is fully visible. Its size is the
-            listed area, which grows with the pattern's density, never with ``L x S`` for a sparse pattern.
+        tile_ids: ``(Bl, Hl, n_q_blocks, max_k_blocks)`` int32 row of ``tiles`` holding the pattern inside each
+            listed block, -1 for a full block; ``None`` when every listed block is full.
+        tiles: ``(n_tiles, block_q, block_k)`` bool distinct partial-block patterns (pairs outside ``L x S``
+            are True: the kernels mask the sequence bounds themselves); ``None`` with ``tile_ids``.
         block_q, block_k: block sizes in tokens; L, S: query and key lengths.
     """
 
     indices: Tensor
     counts: Tensor
+    tile_ids: Tensor | None
     tiles: Tensor | None
     block_q: int
     block_k: int
@@ -232,6 +239,23 @@ class TiledLayout:
         """Fraction of (query block, key block) pairs that are listed."""
         return float(self.counts.sum()) / (self.counts.numel() * self.n_k_blocks)
 
+    @property
+    def n_partial(self) -> int:
+        """Number of listed blocks that need an element mask."""
+        if self.tile_ids is None:
+            return 0
+        listed = torch.arange(self.indices.shape[-1], device=self.indices.device) < self.counts[..., None]
+        return int(((self.tile_ids >= 0) & listed).sum())
+
+    def block_tiles(self) -> Tensor:
+        """The pattern inside every listed block, ``(Bl, Hl, n_q_blocks, max_k_blocks, block_q, block_k)`` bool."""
+        shape = (*self.indices.shape, self.block_q, self.block_k)
+        if self.tile_ids is None:
+            return torch.ones(shape, dtype=torch.bool, device=self.indices.device)
+        full = torch.ones(1, self.block_q, self.block_k, dtype=torch.bool, device=self.indices.device)
+        table = torch.cat([full, self.tiles.to(full.device)])  # row 0: full block
+        return table[self.tile_ids.long() + 1]
+
     def dense(self) -> Tensor:
         """The attended (query, key) pairs as ``(Bl, Hl, L, S)`` bool (tests and small inputs only)."""
         Bl, Hl, nq, K = self.indices.shape
@@ -239,8 +263,7 @@ class TiledLayout:
         nk = self.n_k_blocks
         blocks = torch.zeros(Bl, Hl, nq, nk, bq, bk, dtype=torch.int32, device=self.indices.device)
         valid = torch.arange(K, device=self.indices.device) < self.counts[..., None]  # (Bl, Hl, nq, K)
-        tiles = self.tiles if self.tiles is not None else torch.ones(Bl, Hl, nq, K, bq, bk, dtype=torch.bool)
-        tiles = (tiles.to(blocks.device) & valid[..., None, None]).to(torch.int32)
+        tiles = (self.block_tiles() & valid[..., None, None]).to(torch.int32)
         b, h, i, _ = torch.meshgrid(
             *(torch.arange(n, device=blocks.device) for n in (Bl, Hl, nq, K)), indexing="ij"
         )
@@ -287,31 +310,56 @@ class TiledLayout:
         return out
 
 
-def _tile_coords(indices: Tensor, block_q: int, block_k: int) -> tuple[Tensor, Tensor]:
-    """Token coordinates of every listed block: ``q (1, 1, nq, 1, bq, 1)`` and ``k (Bl, Hl, nq, K, 1, bk)``."""
+def _tile_coords(indices: Tensor, block_q: int, block_k: int, q_block0: int = 0) -> tuple[Tensor, Tensor]:
+    """Token coordinates of listed blocks: ``q (1, 1, nq, 1, bq, 1)`` and ``k (Bl, Hl, nq, K, 1, bk)``.
+
+    ``indices`` holds the lists of query blocks ``q_block0, q_block0 + 1, ...``.
+    """
     dev = indices.device
-    q = torch.arange(indices.shape[2], device=dev)[:, None, None] * block_q + torch.arange(
-        block_q, device=dev
-    )
-    q = q.view(1, 1, -1, 1, block_q, 1)
+    qb = torch.arange(q_block0, q_block0 + indices.shape[2], device=dev)
+    q = (qb[:, None] * block_q + torch.arange(block_q, device=dev)).view(1, 1, -1, 1, block_q, 1)
     k = indices.long()[..., None, None] * block_k + torch.arange(block_k, device=dev).view(1, block_k)
     return q, k
 
 
+TileFn = Callable[[int, int, Tensor, Tensor], Tensor]
+
+
 def _tiled(
-    indices: Tensor, counts: Tensor, tiles: Tensor, block_q: int, block_k: int, L: int, S: int
+    indices: Tensor, counts: Tensor, tile_fn: TileFn, block_q: int, block_k: int, L: int, S: int
 ) -> TiledLayout:
-    q, k = _tile_coords(indices, block_q, block_k)
-    K = indices.shape[-1]
-    valid = (torch.arange(K, device=indices.device) < counts[..., None])[..., None, None]
-    tiles = tiles & valid & (q < L) & (k < S)
-    full = bool(tiles[valid.expand_as(tiles)].all()) if bool(valid.any()) else True
-    return TiledLayout(
-        indices.to(torch.int32).contiguous(),
-        counts.to(torch.int32).contiguous(),
-        None if full else tiles.contiguous(),
-        block_q, block_k, L, S,
-    )  # fmt: skip
+    """Build a :class:`TiledLayout`, evaluating the pattern a few query blocks at a time.
+
+    ``tile_fn(i0, i1, q, k)`` gives the pattern of the listed blocks of query blocks ``i0:i1`` as a bool tensor
+    broadcastable to ``(Bl, Hl, i1 - i0, K, block_q, block_k)``, where ``q``/``k`` are those blocks' token
+    coordinates clamped to ``L - 1``/``S - 1`` (so table lookups stay in range). Only the partial blocks'
+    distinct patterns are kept.
+    """
+    indices, counts = indices.to(torch.int32).contiguous(), counts.to(torch.int32).contiguous()
+    Bl, Hl, nq, K = indices.shape
+    dev = indices.device
+    step = max(1, (1 << 24) // max(1, Bl * Hl * K * block_q * block_k))  # ~16M pattern elements at a time
+    ids = torch.full(indices.shape, -1, dtype=torch.int64, device=dev)
+    tables: list[Tensor] = []
+    n_rows = 0
+    for i0 in range(0, nq, step):
+        i1 = min(nq, i0 + step)
+        q, k = _tile_coords(indices[:, :, i0:i1], block_q, block_k, i0)
+        tiles = tile_fn(i0, i1, q.clamp(max=L - 1), k.clamp(max=S - 1))
+        tiles = (tiles | (q >= L) | (k >= S)).expand(Bl, Hl, i1 - i0, K, block_q, block_k)
+        listed = torch.arange(K, device=dev) < counts[:, :, i0:i1, None]
+        partial = listed & ~tiles.flatten(-2).all(-1)  # (Bl, Hl, i1 - i0, K)
+        if bool(partial.any()):
+            table, inverse = torch.unique(tiles[partial], dim=0, return_inverse=True)
+            ids[:, :, i0:i1][partial] = inverse + n_rows
+            tables.append(table)
+            n_rows += table.shape[0]
+    if not tables:
+        return TiledLayout(indices, counts, None, None, block_q, block_k, L, S)
+    # Chunks may repeat each other's tiles: one more pass over the (small) concatenated table.
+    table, inverse = torch.unique(torch.cat(tables), dim=0, return_inverse=True)
+    tile_ids = torch.where(ids >= 0, inverse[ids.clamp(min=0)], -1).to(torch.int32).contiguous()
+    return TiledLayout(indices, counts, tile_ids, table.contiguous(), block_q, block_k, L, S)
 
 
 def tiled_layout_from_mask_mod(
@@ -334,10 +382,8 @@ def tiled_layout_from_mask_mod(
         block_mask = block_mask_from_mask_mod(mask_mod, H, L, S, block_q, block_k, device=device)
     lay = layout_from_block_mask(block_mask, block_q, block_k)
     indices, counts = lay.indices[None], lay.counts[None]  # (1, H, nq, K)
-    q, k = _tile_coords(indices, block_q, block_k)
     h = torch.arange(indices.shape[1], device=indices.device).view(1, -1, 1, 1, 1, 1)
-    tiles = mask_mod(None, h, q, k).expand(*indices.shape, block_q, block_k)
-    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+    return _tiled(indices, counts, lambda i0, i1, q, k: mask_mod(None, h, q, k), block_q, block_k, L, S)
 
 
 def tiled_layout_from_pattern(pattern: Tensor, block_q: int, block_k: int) -> TiledLayout:
@@ -350,8 +396,12 @@ def tiled_layout_from_pattern(pattern: Tensor, block_q: int, block_k: int) -> Ti
     lay = layout_from_block_mask(block_mask.view(Bl * Hl, nq, nk), block_q, block_k)
     indices = lay.indices.view(Bl, Hl, nq, -1)
     counts = lay.counts.view(Bl, Hl, nq)
-    tiles = torch.gather(tiles_all, 3, indices[..., None, None].expand(-1, -1, -1, -1, block_q, block_k))
-    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+
+    def tile_fn(i0: int, i1: int, q: Tensor, k: Tensor) -> Tensor:
+        idx = indices[:, :, i0:i1, :, None, None].expand(-1, -1, -1, -1, block_q, block_k)
+        return torch.gather(tiles_all[:, :, i0:i1], 3, idx)
+
+    return _tiled(indices, counts, tile_fn, block_q, block_k, L, S)
 
 
 def tiled_layout_from_key_lists(
@@ -385,10 +435,15 @@ def tiled_layout_from_key_lists(
     ok = kval & (slot >= 0)
     q_local = torch.arange(block_q * w, device=dev) // w  # entry r * w + c belongs to query row r
     flat = (slot.clamp(min=0) * block_q + q_local) * block_k + kidx % block_k
-    hit = torch.zeros(B, H, nq, K * block_q * block_k, dtype=torch.int32, device=dev)
-    hit.scatter_add_(-1, torch.where(ok, flat, 0), ok.to(torch.int32))
-    tiles = (hit > 0).view(B, H, nq, K, block_q, block_k)
-    return _tiled(indices, counts, tiles, block_q, block_k, L, S)
+
+    def tile_fn(i0: int, i1: int, q: Tensor, k: Tensor) -> Tensor:
+        hit = torch.zeros(B, H, i1 - i0, K * block_q * block_k, dtype=torch.int32, device=dev)
+        hit.scatter_add_(
+            -1, torch.where(ok[:, :, i0:i1], flat[:, :, i0:i1], 0), ok[:, :, i0:i1].to(torch.int32)
+        )
+        return (hit > 0).view(B, H, i1 - i0, K, block_q, block_k)
+
+    return _tiled(indices, counts, tile_fn, block_q, block_k, L, S)
 
 
 def dense_tiled_layout(
@@ -408,5 +463,5 @@ def dense_tiled_layout(
     lay = layout_from_block_mask(block_mask, block_q, block_k)
     return TiledLayout(
         lay.indices[None].to(torch.int32).contiguous(), lay.counts[None].to(torch.int32).contiguous(),
-        None, block_q, block_k, L, S,
+        None, None, block_q, block_k, L, S,
     )  # fmt: skip

@@ -138,7 +138,7 @@ def to_tiled_layout(block_mask: Any, B: int, H: int, L: int, S: int) -> TiledLay
     """A FlexAttention ``BlockMask`` (its partial and full block lists + ``mask_mod``) -> :class:`TiledLayout`."""
     if isinstance(block_mask, TiledLayout):
         return block_mask
-    from polyhead.attention.layouts import _tile_coords, _tiled
+    from polyhead.attention.layouts import _tiled
 
     bq, bk = _block_sizes(block_mask)
     nq, nk = -(-L // bq), -(-S // bk)
@@ -154,11 +154,9 @@ def to_tiled_layout(block_mask: Any, B: int, H: int, L: int, S: int) -> TiledLay
         listed.scatter_(-1, torch.where(ok, idx, nk), True)
     lay = layout_from_block_mask(listed[..., :nk].reshape(Bl * Hl, nq, nk), bq, bk)
     indices, counts = lay.indices.view(Bl, Hl, nq, -1), lay.counts.view(Bl, Hl, nq)
-    qt, kt = _tile_coords(indices, bq, bk)
     b = torch.arange(Bl, device=indices.device).view(-1, 1, 1, 1, 1, 1)
     h = torch.arange(Hl, device=indices.device).view(1, -1, 1, 1, 1, 1)
-    tiles = block_mask.mask_mod(b, h, qt, kt).expand(*indices.shape, bq, bk)
-    return _tiled(indices, counts, tiles, bq, bk, L, S)
+    return _tiled(indices, counts, lambda i0, i1, qt, kt: block_mask.mask_mod(b, h, qt, kt), bq, bk, L, S)
 
 
 def _default_block(n: int) -> int:

@@ -38,7 +38,7 @@ def _scores(
     q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
     Bias, stride_bb, stride_bh, stride_bm, stride_bn,
     Kpm, stride_mb,
-    tile_ptr, qk_scale,
+    tid_ptr, Tile, qk_scale,
     HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, HAS_TILE: tl.constexpr, IS_CAUSAL: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr,
 ):  # fmt: skip
@@ -56,9 +56,11 @@ def _scores(
     if IS_CAUSAL:
         valid = valid & (offs_n[None, :] <= offs_m[:, None] + causal_shift)
     if HAS_TILE:
+        # the listed block's row in the table of distinct partial tiles; -1 = full block (nothing loaded)
+        tid = tl.load(tid_ptr + j).to(tl.int64)
         # position inside the layout block (the kernels may work on sub-tiles of it)
-        t = tl.load(tile_ptr + j * BLOCK_M * BLOCK_N + (offs_m[:, None] % BLOCK_M) * BLOCK_N
-                    + (offs_n[None, :] % BLOCK_N))  # fmt: skip
+        in_tile = (offs_m[:, None] % BLOCK_M) * BLOCK_N + (offs_n[None, :] % BLOCK_N)
+        t = tl.load(Tile + tid * (BLOCK_M * BLOCK_N) + in_tile, mask=(in_tile >= 0) & (tid >= 0), other=1)
         valid = valid & (t != 0)
     s = tl.where(valid, s, float("-inf"))
     return s, valid
@@ -66,7 +68,7 @@ def _scores(
 
 @triton.jit
 def _fwd_kernel(
-    Q, K, V, Out, OU, LSE, Bias, Kpm, Gate, Idx, Cnt, Tile,
+    Q, K, V, Out, OU, LSE, Bias, Kpm, Gate, Idx, Cnt, TileId, Tile,
     stride_qb, stride_qh, stride_qm,
     stride_kb, stride_kh, stride_kn,
     stride_vb, stride_vh, stride_vn,
@@ -76,7 +78,6 @@ def _fwd_kernel(
     stride_gb, stride_gh,
     stride_ib, stride_ih, stride_iq,
     stride_cb, stride_ch,
-    stride_tb, stride_th, stride_tq,
     H, GROUP, L, S, causal_shift, qk_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, HAS_KPM: tl.constexpr, HAS_GATE: tl.constexpr, HAS_TILE: tl.constexpr,
@@ -101,7 +102,7 @@ def _fwd_kernel(
     acc = tl.zeros([SUB_M, BLOCK_D], dtype=tl.float32)
     cnt = tl.load(Cnt + b * stride_cb + h * stride_ch + qblock)
     idx_ptr = Idx + b * stride_ib + h * stride_ih + qblock * stride_iq
-    tile_ptr = Tile + b * stride_tb + h * stride_th + qblock * stride_tq
+    tid_ptr = TileId + b * stride_ib + h * stride_ih + qblock * stride_iq
     k_base = K + b * stride_kb + hk * stride_kh
     v_base = V + b * stride_vb + hk * stride_vh
     for j in range(0, cnt):
@@ -115,7 +116,7 @@ def _fwd_kernel(
                 k, v = k.to(tl.float32), v.to(tl.float32)
             s, valid = _scores(
                 q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
-                Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+                Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tid_ptr, Tile, qk_scale,
                 HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
             )  # fmt: skip
             m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -140,7 +141,7 @@ def _fwd_kernel(
 
 @triton.jit
 def _bwd_dq_kernel(
-    Q, K, V, DO, LSE, Delta, DQ, Bias, DBias, Kpm, Idx, Cnt, Tile,
+    Q, K, V, DO, LSE, Delta, DQ, Bias, DBias, Kpm, Idx, Cnt, TileId, Tile,
     stride_qb, stride_qh, stride_qm,
     stride_kb, stride_kh, stride_kn,
     stride_vb, stride_vh, stride_vn,
@@ -150,7 +151,6 @@ def _bwd_dq_kernel(
     stride_mb,
     stride_ib, stride_ih, stride_iq,
     stride_cb, stride_ch,
-    stride_tb, stride_th, stride_tq,
     H, GROUP, L, S, causal_shift, qk_scale, sm_scale,
     HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_BIAS: tl.constexpr, BIAS_GRAD: tl.constexpr, HAS_KPM: tl.constexpr, HAS_TILE: tl.constexpr,
@@ -179,7 +179,7 @@ def _bwd_dq_kernel(
     dq = tl.zeros([SUB_M, BLOCK_D], dtype=tl.float32)
     cnt = tl.load(Cnt + b * stride_cb + h * stride_ch + qblock)
     idx_ptr = Idx + b * stride_ib + h * stride_ih + qblock * stride_iq
-    tile_ptr = Tile + b * stride_tb + h * stride_th + qblock * stride_tq
+    tid_ptr = TileId + b * stride_ib + h * stride_ih + qblock * stride_iq
     k_base = K + b * stride_kb + hk * stride_kh
     v_base = V + b * stride_vb + hk * stride_vh
     for j in range(0, cnt):
@@ -193,7 +193,7 @@ def _bwd_dq_kernel(
                 k, v = k.to(tl.float32), v.to(tl.float32)
             s, valid = _scores(
                 q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
-                Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+                Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tid_ptr, Tile, qk_scale,
                 HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
             )  # fmt: skip
             p = tl.math.exp2(s - lse[:, None])
@@ -215,7 +215,7 @@ def _bwd_dq_kernel(
 
 @triton.jit
 def _bwd_dkdv_kernel(
-    Q, K, V, DO, LSE, Delta, DK, DV, Bias, Kpm, TQ, TSlot, TCnt, Tile,
+    Q, K, V, DO, LSE, Delta, DK, DV, Bias, Kpm, TQ, TSlot, TCnt, TileId, Tile,
     stride_qb, stride_qh, stride_qm,
     stride_kb, stride_kh, stride_kn,
     stride_vb, stride_vh, stride_vn,
@@ -268,10 +268,10 @@ def _bwd_dkdv_kernel(
                 lse = tl.load(LSE + (b * H + h) * L + offs_m, mask=row_ok, other=0.0) * 1.4426950408889634
                 lse = tl.where(lse == float("-inf"), 0.0, lse)
                 delta = tl.load(Delta + (b * H + h) * L + offs_m, mask=row_ok, other=0.0)
-                tile_ptr = Tile + b * stride_tb + h * stride_th + qb * stride_tq
+                tid_ptr = TileId + b * stride_tb + h * stride_th + qb * stride_tq
                 s, valid = _scores(
                     q, k, offs_m, offs_n, b, h, L, S, causal_shift, j,
-                    Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tile_ptr, qk_scale,
+                    Bias, stride_bb, stride_bh, stride_bm, stride_bn, Kpm, stride_mb, tid_ptr, Tile, qk_scale,
                     HAS_BIAS, HAS_KPM, HAS_TILE, IS_CAUSAL, BLOCK_M, BLOCK_N, PRECISION,
                 )  # fmt: skip
                 p = tl.math.exp2(s - lse[:, None])  # (BLOCK_M, BLOCK_N)
@@ -300,20 +300,20 @@ def _strides4(t: Tensor | None) -> tuple[int, int, int, int]:
 
 
 def _layout_args(layout: TiledLayout, B: int, H: int, device: torch.device) -> tuple:
+    """Index lists, counts and tile ids (one shape, so one set of strides; 0 where shared) and the tile table."""
     idx, cnt = layout.indices.to(device), layout.counts.to(device)
     s_ib = idx.stride(0) if idx.shape[0] == B else 0
     s_ih = idx.stride(1) if idx.shape[1] == H else 0
     s_cb = cnt.stride(0) if cnt.shape[0] == B else 0
     s_ch = cnt.stride(1) if cnt.shape[1] == H else 0
-    if layout.tiles is not None:
-        tile = layout.tiles.to(device=device, dtype=torch.int8)
-        s_tb = tile.stride(0) if tile.shape[0] == B else 0
-        s_th = tile.stride(1) if tile.shape[1] == H else 0
-        s_tq = tile.stride(2)
+    if layout.tile_ids is not None:
+        tile_ids = layout.tile_ids.to(device)
+        # bool -> int8 is a view (same bytes); the kernels read the table as bytes
+        tiles = layout.tiles.to(device).contiguous().view(torch.int8)
     else:
-        tile = torch.empty(1, dtype=torch.int8, device=device)
-        s_tb = s_th = s_tq = 0
-    return idx, cnt, tile, (s_ib, s_ih, idx.stride(2)), (s_cb, s_ch), (s_tb, s_th, s_tq)
+        tile_ids = torch.empty(1, dtype=torch.int32, device=device)
+        tiles = torch.empty(1, dtype=torch.int8, device=device)
+    return idx, cnt, tile_ids, tiles, (s_ib, s_ih, idx.stride(2)), (s_cb, s_ch)
 
 
 def _transposed_args(layout: TiledLayout, B: int, H: int, device: torch.device) -> tuple:
@@ -343,7 +343,7 @@ def launch_config(
     elif kernel == "fwd":
         cfg = {"num_warps": warps, "num_stages": 2, "SUB_M": 64, "SUB_N": 64}
     elif kernel == "bwd_dq":
-        cfg = {"num_warps": warps, "num_stages": 2, "SUB_M": 16, "SUB_N": 32 if head_dim <= 64 else 16}
+        cfg = {"num_warps": warps, "num_stages": 2, "SUB_M": 16, "SUB_N": 32}
     else:
         cfg = {"num_warps": 4, "num_stages": 2, "SUB_M": 16, "SUB_N": 16}
     cfg["SUB_M"] = min(cfg["SUB_M"], block_m)
@@ -377,14 +377,14 @@ class FlashBlockSparse(torch.autograd.Function):
         o = _empty_like(q)
         ou = _empty_like(q) if gate is not None else o
         lse = _empty_like(q, torch.float32, (B, H, L))
-        idx, cnt, tile, s_i, s_c, s_t = _layout_args(layout, B, H, q.device)
+        idx, cnt, tile_ids, tiles, s_i, s_c = _layout_args(layout, B, H, q.device)
         fwd_cfg = launch_config("fwd", q.dtype, bm, bn, D)
         grid = (layout.n_q_blocks * (bm // fwd_cfg["SUB_M"]), B * H)
         dummy = q.new_empty(1)
         _fwd_kernel[grid](
             q, k, v, o, ou, lse,
             bias4 if bias is not None else dummy, kpm if kpm is not None else dummy,
-            gate if gate is not None else dummy, idx, cnt, tile,
+            gate if gate is not None else dummy, idx, cnt, tile_ids, tiles,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
@@ -392,11 +392,11 @@ class FlashBlockSparse(torch.autograd.Function):
             *_strides4(bias4),
             kpm.stride(0) if kpm is not None else 0,
             *(gate.stride()[:2] if gate is not None else (0, 0)),
-            *s_i, *s_c, *s_t,
+            *s_i, *s_c,
             H, H // Hkv, L, S, S - L, scale * LOG2E,
             HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_M=bm, BLOCK_N=bn,
             HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_GATE=gate is not None,
-            HAS_TILE=layout.tiles is not None, IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype),
+            HAS_TILE=layout.tile_ids is not None, IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype),
             **fwd_cfg,
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, bias, kpm, gate, ou, lse)
@@ -426,25 +426,25 @@ class FlashBlockSparse(torch.autograd.Function):
             dbias_buf = torch.zeros(_as4d(bias).shape, device=q.device, dtype=torch.float32)
             dbias = dbias_buf.expand(B, H, L, S)
         dq, dk, dv = _empty_like(q), _empty_like(k), _empty_like(v)
-        idx, cnt, tile, s_i, s_c, s_t = _layout_args(layout, B, H, q.device)
+        idx, cnt, tile_ids, tiles, s_i, s_c = _layout_args(layout, B, H, q.device)
         dummy = q.new_empty(1)
         common = dict(
             HEAD_DIM=D, BLOCK_D=max(16, triton.next_power_of_2(D)), BLOCK_M=bm, BLOCK_N=bn,
-            HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_TILE=layout.tiles is not None,
+            HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_TILE=layout.tile_ids is not None,
             IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype),
         )  # fmt: skip
         dq_cfg = launch_config("bwd_dq", q.dtype, bm, bn, D)
         _bwd_dq_kernel[(layout.n_q_blocks * (bm // dq_cfg["SUB_M"]), B * H)](
             q, k, v, do_u, lse, delta, dq,
             bias4 if bias is not None else dummy, dbias if bias_grad else dummy,
-            kpm if kpm is not None else dummy, idx, cnt, tile,
+            kpm if kpm is not None else dummy, idx, cnt, tile_ids, tiles,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
             do_u.stride(0), do_u.stride(1), do_u.stride(2),
             *_strides4(bias4), *_strides4(dbias if bias_grad else None),
             kpm.stride(0) if kpm is not None else 0,
-            *s_i, *s_c, *s_t,
+            *s_i, *s_c,
             H, H // Hkv, L, S, S - L, scale * LOG2E, scale,
             BIAS_GRAD=bias_grad, **common, **dq_cfg,
         )  # fmt: skip
@@ -453,14 +453,14 @@ class FlashBlockSparse(torch.autograd.Function):
         _bwd_dkdv_kernel[(layout.n_k_blocks * (bn // dkdv_cfg["SUB_N"]), B * Hkv)](
             q, k, v, do_u, lse, delta, dk, dv,
             bias4 if bias is not None else dummy, kpm if kpm is not None else dummy,
-            tq, ts, tc, tile,
+            tq, ts, tc, tile_ids, tiles,
             q.stride(0), q.stride(1), q.stride(2),
             k.stride(0), k.stride(1), k.stride(2),
             v.stride(0), v.stride(1), v.stride(2),
             do_u.stride(0), do_u.stride(1), do_u.stride(2),
             *_strides4(bias4),
             kpm.stride(0) if kpm is not None else 0,
-            *s_ti, *s_tc, *s_t,
+            *s_ti, *s_tc, *s_i,
             H, Hkv, H // Hkv, L, S, S - L, scale * LOG2E, scale,
             **common, **dkdv_cfg,
         )  # fmt: skip
