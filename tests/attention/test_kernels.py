@@ -70,6 +70,21 @@ def _reference(q, k, v, do, *, bias, keep, causal, gate, dtype):
     return [o.detach(), *grads]
 
 
+def _reference_lse(q, k, *, bias, keep, causal, dtype):
+    """Natural log-sum-exp of each query's attended scores ``(B, H, L)``, -inf where it sees no key."""
+    q, k = q.detach().to(dtype), k.detach().to(dtype)
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if bias is not None:
+        scores = scores + bias.detach().to(dtype)
+    L, S = scores.shape[-2:]
+    if causal:
+        scores = scores.masked_fill(~torch.ones(L, S, dtype=torch.bool).tril(S - L), float("-inf"))
+    if keep is not None:
+        scores = scores.masked_fill(~keep, float("-inf"))
+    return torch.logsumexp(scores, dim=-1)
+
+
 def _assert_fa_rule(kernel_vals, low_vals, exact_vals, floor, names):
     for name, kv, lv, ev in zip(names, kernel_vals, low_vals, exact_vals):
         assert not torch.isnan(kv).any(), f"{name}: NaN (an element was not written)"
@@ -140,7 +155,9 @@ def _interp_case(case: str) -> dict:
     bias = None if bias_shape is None else torch.randn(*bias_shape, generator=g).to(dtype).requires_grad_()
     gate = torch.rand(B, H, L, generator=g).to(dtype).requires_grad_() if use_gate else None
 
-    out = kernels.attention(q, k, v, bias=bias, mask=mask, block_mask=layout, causal=causal, gate=gate)
+    out, lse = kernels.attention(
+        q, k, v, bias=bias, mask=mask, block_mask=layout, causal=causal, gate=gate, return_lse=True
+    )
     wrt = [q, k, v, *(x for x in (bias, gate) if x is not None)]
     grads = torch.autograd.grad(out, wrt, do)
 
@@ -164,6 +181,15 @@ def _interp_case(case: str) -> dict:
             "err": (kv.double() - ev).abs().max().item(),
             "ref_err": (lv.double() - ev).abs().max().item(),
         }
+    # log-sum-exp: -inf exactly where a query sees no key, the FA rule elsewhere
+    lse_exact = _reference_lse(q, k, bias=bias, keep=keep, causal=causal, dtype=torch.float64)
+    lse_low = _reference_lse(q, k, bias=bias, keep=keep, causal=causal, dtype=dtype)
+    seen = torch.isfinite(lse_exact)
+    report["lse"] = {
+        "nan": bool(torch.isnan(lse).any()) or not torch.equal(torch.isfinite(lse), seen),
+        "err": (lse.double() - lse_exact)[seen].abs().max().item(),
+        "ref_err": (lse_low.double() - lse_exact)[seen].abs().max().item(),
+    }
     if kind == "random":  # query 3 of (0, 0) sees no key
         report["empty_row_zero"] = bool((out[0, 0, 3] == 0).all() and (grads[0][0, 0, 3] == 0).all())
     return report

@@ -174,7 +174,8 @@ def attention(
     causal: bool = False,
     scale: float | None = None,
     gate: Tensor | None = None,
-) -> Tensor:
+    return_lse: bool = False,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Fused block-sparse attention: q ``(B, H, L, D)``, k/v ``(B, Hkv, S, D)`` -> ``(B, H, L, D)``.
 
     Args:
@@ -183,6 +184,8 @@ def attention(
         block_mask: a :class:`TiledLayout` or a FlexAttention ``BlockMask``; ``None`` = dense.
         causal: bottom-right aligned causal rule (query i sees keys j <= i + S - L), applied in-kernel.
         gate: per-head output weights ``(B, H, L)`` multiplied into the output (MoH); differentiable.
+        return_lse: also return the log-sum-exp of each query's attended scores (scale and bias included),
+            ``(B, H, L)`` float32, -inf where a query sees no key; it carries no gradient.
 
     Queries that see no key get a zero output.
     """
@@ -200,6 +203,7 @@ def attention(
     q, k, v = (t if t.stride(-1) == 1 else t.contiguous() for t in (q, k, v))
     if gate is not None:
         gate = gate.expand(B, H, L).to(q.dtype).contiguous()
-    return flash_attention(
+    out, lse = flash_attention(
         q, k, v, layout, bias=bias, key_padding=mask, gate=gate, causal=causal, scale=scale
     )
+    return (out, lse) if return_lse else out

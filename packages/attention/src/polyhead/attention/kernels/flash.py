@@ -401,10 +401,11 @@ class FlashBlockSparse(torch.autograd.Function):
         )  # fmt: skip
         ctx.save_for_backward(q, k, v, bias, kpm, gate, ou, lse)
         ctx.layout, ctx.causal, ctx.scale = layout, causal, scale
-        return o
+        ctx.mark_non_differentiable(lse)
+        return o, lse
 
     @staticmethod
-    def backward(ctx, do):  # type: ignore[override]
+    def backward(ctx, do, _dlse):  # type: ignore[override]
         q, k, v, bias, kpm, gate, ou, lse = ctx.saved_tensors
         layout, causal, scale = ctx.layout, ctx.causal, ctx.scale
         B, H, L, D = q.shape
@@ -479,8 +480,12 @@ def flash_attention(
     gate: Tensor | None = None,
     causal: bool = False,
     scale: float | None = None,
-) -> Tensor:
-    """Run the kernels (inputs already validated): q ``(B, H, L, D)``, k/v ``(B, Hkv, S, D)``."""
+) -> tuple[Tensor, Tensor]:
+    """Run the kernels (inputs already validated): q ``(B, H, L, D)``, k/v ``(B, Hkv, S, D)``.
+
+    Returns the output ``(B, H, L, D)`` and the natural log-sum-exp of the attended scores ``(B, H, L)``
+    float32 (-inf for a query that sees no key; not differentiable).
+    """
     scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else float(scale)
     kpm = None if key_padding is None else key_padding.to(torch.int8).contiguous()
     return FlashBlockSparse.apply(q, k, v, bias, kpm, gate, layout, causal, scale)
