@@ -173,8 +173,16 @@ def _flex(
     return torch.nan_to_num(out, nan=0.0) if keep is not None or block_mask is not None else out
 
 
+def _is_tiled_layout(block_mask: Any) -> bool:
+    from polyhead.attention.layouts import TiledLayout
+
+    return isinstance(block_mask, TiledLayout)
+
+
 def _block_mask_dense(block_mask: Any, B: int, H: int, L: int, S: int, device: torch.device) -> Tensor:
-    """Evaluate a FlexAttention BlockMask's ``mask_mod`` on the full grid (math oracle only)."""
+    """Evaluate a FlexAttention BlockMask's ``mask_mod`` (or a kernel TiledLayout) on the full grid (math oracle only)."""
+    if _is_tiled_layout(block_mask):
+        return block_mask.dense().to(device).expand(B, H, L, S)
     b = torch.arange(B, device=device)[:, None, None, None]
     h = torch.arange(H, device=device)[None, :, None, None]
     qi = torch.arange(L, device=device)[None, None, :, None]
@@ -202,8 +210,9 @@ def select_backend(
     if q.is_cuda and _triton_supported(q, bias, block_mask, mask):
         return "triton"
     if block_mask is not None:
-        # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback.
-        return "flex" if q.is_cuda else "math"
+        # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback. A kernel
+        # TiledLayout is not a FlexAttention BlockMask: without the kernel, only the oracle can serve it.
+        return "flex" if q.is_cuda and not _is_tiled_layout(block_mask) else "math"
     return "sdpa"
 
 
@@ -245,6 +254,10 @@ def attention(
             )
         return _sdpa(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
     if backend == "flex":
+        if _is_tiled_layout(block_mask):
+            raise ValueError(
+                "backend 'flex' takes a FlexAttention BlockMask, got a kernel TiledLayout; use 'triton' or 'math'"
+            )
         return _flex(q, k, v, bias=bias, mask=mask, block_mask=block_mask, causal=causal, scale=scale)
     # backend == "triton"
     if not q.is_cuda:
