@@ -301,6 +301,21 @@ def test_unsupported_inputs_name_the_backend_to_use() -> None:
     assert functional.select_backend(q, bias=None, mask=None, block_mask=None, need_weights=False) == "sdpa"
 
 
+def test_tiled_layout_through_functional_attention_without_the_kernel() -> None:
+    from polyhead.attention import functional
+
+    g = torch.Generator().manual_seed(2)
+    q, k, v = (torch.randn(2, 3, 40, 16, generator=g) for _ in range(3))
+    pattern = torch.rand(1, 3, 40, 40, generator=g) < 0.3
+    lay = tiled_layout_from_pattern(pattern, 16, 16)
+    assert functional.select_backend(q, bias=None, mask=None, block_mask=lay, need_weights=False) == "math"
+    out = functional.attention(q, k, v, block_mask=lay)
+    ref, _ = math_attention(q, k, v, mask=pattern)
+    torch.testing.assert_close(out, ref)
+    with pytest.raises(ValueError, match="use 'triton' or 'math'"):
+        functional.attention(q, k, v, block_mask=lay, backend="flex")
+
+
 def test_check_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     from polyhead.attention import kernels as interp
 
