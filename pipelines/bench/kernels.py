@@ -2,8 +2,8 @@
 
     uv run python pipelines/bench/kernels.py [--lengths 1024,4096,16384,32768] [--dtype bf16] [--reps 30]
 
-For each sequence length and pattern (dense causal; S2-style strided shards + local blocks; sliding window
-+ sinks), times forward and forward+backward with CUDA events (warm-up first, median of ``--reps`` runs,
+For each sequence length and pattern (dense causal; S2 strided shards, shifted per head, + local blocks at
+two densities; sliding window + sinks), times forward and forward+backward with CUDA events (warm-up first, median of ``--reps`` runs,
 inputs rotated over 3 copies so no run reuses a cached operand) for:
 
 - ``triton``: ``polyhead.attention.kernels.attention`` with the pattern's :class:`TiledLayout`;
@@ -47,7 +47,10 @@ def _patterns(L: int, block: int):
 
     return {
         "dense-causal": lambda b, h, q, k: k <= q,
-        "s2-shards": s2_mask_mod(block_size=block, local_blocks=4, vert_stride=16, head_step=1, causal=True),
+        "s2-stride4": s2_mask_mod(block_size=block, local_blocks=4, vert_stride=4, head_step=1, causal=True),
+        "s2-stride16": s2_mask_mod(
+            block_size=block, local_blocks=4, vert_stride=16, head_step=1, causal=True
+        ),
         "window+sinks": streaming_mask_mod(4 * block, 16 * block),
     }
 
@@ -71,13 +74,18 @@ def _bench_length(L: int, ns: argparse.Namespace, dtype: torch.dtype, flex, rows
                 qs[i % 3], ks[i % 3], vs[i % 3], is_causal=True
             )
 
+    def fwd_bwd(fn):
+        # autograd.grad, not backward(): no .grad accumulation kernels in the timed region
+        return lambda i: torch.autograd.grad(fn(i), (qs[i % 3], ks[i % 3], vs[i % 3]), do)
+
     t_sdpa = _time(sdpa_fwd, ns.reps)
-    t_sdpa_fb = _time(lambda i: sdpa_fwd(i).backward(do), ns.reps)
+    t_sdpa_fb = _time(fwd_bwd(sdpa_fwd), ns.reps)
     for name, mm in _patterns(L, blk).items():
-        layout = tiled_layout_from_mask_mod(mm, 1, L, L, blk, blk, device=torch.device("cuda"))
-        attended = int(layout.counts.sum()) * B * H
+        Hl = H if name.startswith("s2") else 1  # S2 shifts its strided shards per head
+        layout = tiled_layout_from_mask_mod(mm, Hl, L, L, blk, blk, device=torch.device("cuda"))
+        attended = int(layout.counts.sum()) * B * (H // layout.counts.shape[1])
         flops = 4 * attended * blk * blk * D
-        bm = create_block_mask(mm, None, None, L, L, device="cuda", BLOCK_SIZE=blk)
+        bm = create_block_mask(mm, None, Hl if Hl > 1 else None, L, L, device="cuda", BLOCK_SIZE=blk)
         impls = {
             "triton": lambda i, layout=layout: kernels.attention(
                 qs[i % 3], ks[i % 3], vs[i % 3], block_mask=layout
@@ -88,7 +96,7 @@ def _bench_length(L: int, ns: argparse.Namespace, dtype: torch.dtype, flex, rows
             impls["sdpa"] = sdpa_fwd
         for impl, fn in impls.items():
             t_f = t_sdpa if impl == "sdpa" else _time(fn, ns.reps)
-            t_fb = t_sdpa_fb if impl == "sdpa" else _time(lambda i, fn=fn: fn(i).backward(do), ns.reps)
+            t_fb = t_sdpa_fb if impl == "sdpa" else _time(fwd_bwd(fn), ns.reps)
             row = {"L": L, "pattern": name, "density": layout.density, "impl": impl, "fwd_s": t_f,
                    "fwd_tflops": flops / t_f / 1e12, "fb_s": t_fb, "fb_tflops": 3.5 * flops / t_fb / 1e12,
                    "speedup_vs_sdpa_fb": t_sdpa_fb / t_fb}  # fmt: skip

@@ -332,6 +332,10 @@ def test_check_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     lay = tiled_layout_from_pattern(torch.ones(1, 3, 32, 32, dtype=torch.bool), 16, 16)
     with pytest.raises(ValueError, match="does not fit"):
         interp.check(q, q, block_mask=lay)
+    with pytest.raises(ValueError, match=r"key-padding mask must be \(B, S\)"):
+        interp.check(q, q, mask=torch.ones(1, 31, dtype=torch.bool))
+    with pytest.raises(ValueError, match="gate must be broadcastable"):
+        interp.check(q, q, gate=torch.ones(1, 3, 32))
     lay8 = tiled_layout_from_pattern(torch.ones(1, 2, 32, 32, dtype=torch.bool), 8, 8)
     with pytest.raises(ValueError, match="block sizes"):
         interp.check(q, q, block_mask=lay8)

@@ -88,10 +88,15 @@ def check(
             "backend 'triton' takes key-padding masks (B, S); express other patterns as a block_mask/layout, "
             "or use 'flex' or 'math' for an explicit (B, H, L, S) mask"
         )
+    B, H, L = q.shape[:3]
+    if mask is not None and k is not None and tuple(mask.shape) != (B, k.shape[2]):
+        raise ValueError(f"key-padding mask must be (B, S) = ({B}, {k.shape[2]}), got {tuple(mask.shape)}")
     if bias is not None and bias.dim() > 4:
         raise ValueError(f"bias must have at most 4 dims (B, H, L, S), got {tuple(bias.shape)}; use 'math'")
-    if gate is not None and gate.dim() != 3:
-        raise ValueError(f"gate must be (B, H, L), got {tuple(gate.shape)}")
+    if gate is not None and (gate.dim() != 3 or any(g not in (1, n) for g, n in zip(gate.shape, (B, H, L)))):
+        raise ValueError(
+            f"gate must be broadcastable to (B, H, L) = ({B}, {H}, {L}), got {tuple(gate.shape)}"
+        )
     if block_mask is not None:
         bq, bk = _block_sizes(block_mask)
         if bq not in BLOCKS or bk not in BLOCKS:
@@ -100,7 +105,6 @@ def check(
                 "rebuild the layout with one of them or use 'flex'"
             )
         if isinstance(block_mask, TiledLayout):
-            B, H, L = q.shape[0], q.shape[1], q.shape[2]
             Bl, Hl = block_mask.indices.shape[:2]
             S = k.shape[2] if k is not None else block_mask.S
             if Bl not in (1, B) or Hl not in (1, H) or block_mask.L != L or block_mask.S != S:
