@@ -2,9 +2,10 @@
 
     uv run python pipelines/bench/kernel_report.py [--out runs/bench/kernel_report.json] [--quick]
 
-For each kernel (forward, backward dQ, backward dK/dV), dtype (fp16, bf16, fp32) and head dim (64, 128) at
-the shipped 64 x 64 tile, with every optional feature on (bias, key padding, tiles, causal, gate: the
-worst case for register pressure) and, for the forward, also with none, ``triton.compile`` builds the
+For each kernel (forward, backward dQ, backward dK/dV), dtype (fp16, bf16, fp32) and padded head dim (16, 32,
+64, 128) at the default 64 x 64 layout block, with every optional feature on (bias, key padding, tiles,
+causal, gate: the worst case for register pressure) and, for the forward at head dims 64 and 128, also with
+none, plus the other layout blocks (16, 32, 128) for bf16 at head dim 64, ``triton.compile`` builds the
 kernel for ``GPUTarget("cuda", 80|90, 32)`` with the launch settings the runtime uses
 (``polyhead.attention.kernels.flash.launch_config``). The PTX is assembled with the ptxas that ships with
 triton (``-v``) to read registers and spill bytes; shared memory comes from the compiled metadata; the PTX is
@@ -12,7 +13,8 @@ searched for ``mma.sync`` (sm_80 tensor cores) and ``wgmma.mma_async`` (sm_90 wa
 
 fp32 is shipped up to head dim 64 only (at 128 the dK/dV kernel spills; ``kernels.check`` refuses it and
 names ``sdpa``), so fp32 / 128 is not compiled here. Checks: zero spills, shared memory within the architecture's per-block limit (sm_80: 163 KB, sm_90:
-227 KB), mma on sm_80 and wgmma in the sm_90 bf16/fp16 forward. fp32 inputs run TF32 tensor-core dots on the
+227 KB), mma on sm_80 and wgmma in the sm_90 bf16/fp16 forward on 64-row tiles (layout blocks of 16 or 32 query rows
+give 16/32-row tiles, which wgmma cannot take: those use mma.sync). fp32 inputs run TF32 tensor-core dots on the
 GPU (``ieee`` only under the interpreter). Exit code 1 if a check
 fails. Prints a table and writes JSON.
 """
@@ -63,7 +65,7 @@ def compile_one(kernel: str, cc: int, dt: str, head_dim: int, block: int, featur
         kernel
     ]
     cons = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": block, "BLOCK_N": block,
-            "PRECISION": "tf32", "UPCAST": False,
+            "PRECISION": "tf32x3", "UPCAST": False,
             "HAS_BIAS": False, "HAS_KPM": False, "HAS_TILE": False, "IS_CAUSAL": False}  # fmt: skip
     cons.update(features)
     if kernel == "fwd":
@@ -73,7 +75,7 @@ def compile_one(kernel: str, cc: int, dt: str, head_dim: int, block: int, featur
     import torch
 
     cfg = flash.launch_config(kernel, getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}.get(dt, "float32")),
-                              block, block, head_dim)  # fmt: skip
+                              block, block, head_dim, cc)  # fmt: skip
     opts = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
     cons.update(cfg)
     sig, attrs = _signature(fn, dt, cons)
@@ -100,17 +102,27 @@ def compile_one(kernel: str, cc: int, dt: str, head_dim: int, block: int, featur
 
 
 def configurations(quick: bool) -> list[tuple]:
+    """(kernel, arch, dtype, head dim, layout block, features) of every shipped configuration.
+
+    Head dims 16-128 compile to BLOCK_D 16, 32, 64 or 128 (the next power of two), each with every feature
+    on; the forward also without features (head dims 64 and 128); the layout blocks 16, 32 and 128 (64 is
+    the default) for bf16 at head dim 64.
+    """
     dtypes = ["bf16"] if quick else list(DTYPES)
-    dims = [64] if quick else [64, 128]
+    dims = [64] if quick else [16, 32, 64, 128]
     out = []
     for cc in (80, 90):
         for dt in dtypes:
             for d in dims:
                 if dt == "fp32" and d > 64:
                     continue  # not shipped: kernels.check refuses fp32 above head dim 64 (dK/dV spills)
-                out.append(("fwd", cc, dt, d, 64, {}))
+                if d >= 64:
+                    out.append(("fwd", cc, dt, d, 64, {}))
                 for kernel in ("fwd", "bwd_dq", "bwd_dkdv"):
                     out.append((kernel, cc, dt, d, 64, dict(ALL_FEATURES)))
+        for block in () if quick else (16, 32, 128):
+            for kernel in ("fwd", "bwd_dq", "bwd_dkdv"):
+                out.append((kernel, cc, "bf16", 64, block, dict(ALL_FEATURES)))
     return out
 
 
@@ -123,7 +135,8 @@ def problems(row: dict) -> list[str]:
     if row["dtype"] != "fp32":
         if row["arch"] == "sm_80" and not row["mma_sync"]:
             out.append("no mma.sync")
-        if row["arch"] == "sm_90" and row["kernel"] == "fwd" and not row["wgmma"]:
+        # wgmma works on 64-row warpgroup tiles: a forward on smaller layout blocks (16, 32) cannot use it
+        if row["arch"] == "sm_90" and row["kernel"] == "fwd" and row["SUB_M"] >= 64 and not row["wgmma"]:
             out.append("no wgmma in the forward")
     return out
 

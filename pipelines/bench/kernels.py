@@ -7,7 +7,8 @@ two densities; sliding window + sinks), times forward and forward+backward with 
 inputs rotated over 3 copies so no run reuses a cached operand) for:
 
 - ``triton``: ``polyhead.attention.kernels.attention`` with the pattern's :class:`TiledLayout`;
-- ``flex``: ``torch.nn.attention.flex_attention`` (compiled) with the same pattern as a ``BlockMask``;
+- ``flex``: ``torch.nn.attention.flex_attention`` (compiled) with the same ``mask_mod`` as a ``BlockMask`` at
+  FlexAttention's default 128 x 128 blocks;
 - ``sdpa``: ``F.scaled_dot_product_attention`` with the flash backend (dense causal only: SDPA cannot skip
   blocks, so for sparse patterns it is the dense-causal cost, the baseline a user replaces).
 
@@ -85,7 +86,8 @@ def _bench_length(L: int, ns: argparse.Namespace, dtype: torch.dtype, flex, rows
         layout = tiled_layout_from_mask_mod(mm, Hl, L, L, blk, blk, device=torch.device("cuda"))
         attended = int(layout.counts.sum()) * B * (H // layout.counts.shape[1])
         flops = 4 * attended * blk * blk * D
-        bm = create_block_mask(mm, None, Hl if Hl > 1 else None, L, L, device="cuda", BLOCK_SIZE=blk)
+        # FlexAttention at its own block size (its H100 kernels need 128-row blocks): the same pairs attended
+        bm = create_block_mask(mm, None, Hl if Hl > 1 else None, L, L, device="cuda")
         impls = {
             "triton": lambda i, layout=layout: kernels.attention(
                 qs[i % 3], ks[i % 3], vs[i % 3], block_mask=layout

@@ -107,7 +107,7 @@ def _fwd_kernel(
     v_base = V + b * stride_vb + hk * stride_vh
     for j in range(0, cnt):
         kb = tl.load(idx_ptr + j)
-        for sub in tl.static_range(BLOCK_N // SUB_N):
+        for sub in range(0, BLOCK_N // SUB_N):
             offs_n = kb * BLOCK_N + sub * SUB_N + tl.arange(0, SUB_N)
             kv_mask = (offs_n[:, None] < S) & dmask
             k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=kv_mask, other=0.0)
@@ -184,7 +184,7 @@ def _bwd_dq_kernel(
     v_base = V + b * stride_vb + hk * stride_vh
     for j in range(0, cnt):
         kb = tl.load(idx_ptr + j)
-        for sub in tl.static_range(BLOCK_N // SUB_N):
+        for sub in range(0, BLOCK_N // SUB_N):
             offs_n = kb * BLOCK_N + sub * SUB_N + tl.arange(0, SUB_N)
             kv_mask = (offs_n[:, None] < S) & dmask
             k = tl.load(k_base + offs_n[:, None] * stride_kn + offs_d[None, :], mask=kv_mask, other=0.0)
@@ -256,7 +256,7 @@ def _bwd_dkdv_kernel(
         for t in range(0, cnt):
             qb = tl.load(tq_ptr + t)
             j = tl.load(ts_ptr + t)
-            for sub in tl.static_range(BLOCK_M // SUB_M):
+            for sub in range(0, BLOCK_M // SUB_M):
                 offs_m = qb * BLOCK_M + sub * SUB_M + tl.arange(0, SUB_M)
                 row_ok = offs_m < L
                 q = tl.load(Q + b * stride_qb + h * stride_qh + offs_m[:, None] * stride_qm + offs_d[None, :],
@@ -326,29 +326,39 @@ def _transposed_args(layout: TiledLayout, B: int, H: int, device: torch.device) 
 
 
 def launch_config(
-    kernel: str, dtype: torch.dtype, block_m: int, block_n: int, head_dim: int
+    kernel: str, dtype: torch.dtype, block_m: int, block_n: int, head_dim: int, arch: int = 80
 ) -> dict[str, int]:
     """Warps, pipeline stages and sub-tile sizes of each kernel (the configurations the report compiles).
 
     The layout's blocks (64 x 64 by default) are what is skipped or visited; inside a block each program
-    works on ``SUB_M`` query rows x ``SUB_N`` keys at a time so that every shipped configuration compiles
-    without register spills on sm_80 and sm_90 (``pipelines/bench/kernel_report.py`` checks it): the forward
-    keeps 64-row tiles for 16-bit inputs (wgmma needs 64 rows on sm_90), the backward kernels use 16-wide
-    slices.
+    works on ``SUB_M`` query rows x ``SUB_N`` keys at a time: the forward keeps 64-row tiles for 16-bit inputs
+    (wgmma needs 64 rows on sm_90), the backward kernels use 16-row slices. ptxas's register allocation at
+    these tiles is sensitive to the software-pipelining depth (``num_stages``): the depths below are the ones
+    with which every shipped configuration compiles without spills on sm_80 and sm_90
+    (``pipelines/bench/kernel_report.py`` checks them; ``arch`` is the compute capability, e.g. 90).
     """
-    wide = dtype != torch.float32
     warps = 4 if head_dim <= 64 else 8
-    if not wide:
-        cfg = {"num_warps": 4, "num_stages": 2, "SUB_M": 16, "SUB_N": 16}
+    if dtype == torch.float32:
+        stages = {"fwd": 2, "bwd_dq": 1 if head_dim <= 16 else 3, "bwd_dkdv": 2}[kernel]
+        cfg = {"num_warps": 4, "num_stages": stages, "SUB_M": 16, "SUB_N": 16}
     elif kernel == "fwd":
-        cfg = {"num_warps": warps, "num_stages": 2, "SUB_M": 64, "SUB_N": 64}
+        cfg = {"num_warps": warps, "num_stages": 3, "SUB_M": 64, "SUB_N": 64}
     elif kernel == "bwd_dq":
-        cfg = {"num_warps": warps, "num_stages": 2, "SUB_M": 16, "SUB_N": 32}
+        stages = 2 if arch >= 90 and head_dim <= 64 else 3
+        cfg = {"num_warps": warps, "num_stages": stages, "SUB_M": 16, "SUB_N": 32}
     else:
         cfg = {"num_warps": 4, "num_stages": 2, "SUB_M": 16, "SUB_N": 16}
     cfg["SUB_M"] = min(cfg["SUB_M"], block_m)
     cfg["SUB_N"] = min(cfg["SUB_N"], block_n)
     return cfg
+
+
+def _arch(device: torch.device) -> int:
+    """Compute capability as an int (90 for sm_90); 80 off the GPU (the interpreter ignores launch settings)."""
+    if device.type != "cuda":
+        return 80
+    major, minor = torch.cuda.get_device_capability(device)
+    return 10 * major + minor
 
 
 def _upcast(dtype: torch.dtype) -> bool:
@@ -358,11 +368,15 @@ def _upcast(dtype: torch.dtype) -> bool:
 
 
 def _precision(dtype: torch.dtype) -> str:
-    # fp32 inputs: TF32 tensor-core dots on the GPU (as torch does with allow_tf32; the ieee FMA dots spill
-    # registers at these tiles), exact ieee dots under the interpreter.
+    """``tl.dot`` input precision for fp32 operands (16-bit operands ignore it).
+
+    fp32 inputs: 3xTF32 on the GPU (tensor cores, about fp32 accuracy; plain TF32 lost to torch's fp32
+    reference by 3x on an H100, and ieee FMA dots spill registers at these tiles); exact ieee dots under the
+    interpreter.
+    """
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         return "ieee"
-    return "tf32"
+    return "tf32x3"
 
 
 class FlashBlockSparse(torch.autograd.Function):
@@ -378,7 +392,7 @@ class FlashBlockSparse(torch.autograd.Function):
         ou = _empty_like(q) if gate is not None else o
         lse = _empty_like(q, torch.float32, (B, H, L))
         idx, cnt, tile_ids, tiles, s_i, s_c = _layout_args(layout, B, H, q.device)
-        fwd_cfg = launch_config("fwd", q.dtype, bm, bn, D)
+        fwd_cfg = launch_config("fwd", q.dtype, bm, bn, D, _arch(q.device))
         grid = (layout.n_q_blocks * (bm // fwd_cfg["SUB_M"]), B * H)
         dummy = q.new_empty(1)
         _fwd_kernel[grid](
@@ -434,7 +448,7 @@ class FlashBlockSparse(torch.autograd.Function):
             HAS_BIAS=bias is not None, HAS_KPM=kpm is not None, HAS_TILE=layout.tile_ids is not None,
             IS_CAUSAL=causal, PRECISION=_precision(q.dtype), UPCAST=_upcast(q.dtype),
         )  # fmt: skip
-        dq_cfg = launch_config("bwd_dq", q.dtype, bm, bn, D)
+        dq_cfg = launch_config("bwd_dq", q.dtype, bm, bn, D, _arch(q.device))
         _bwd_dq_kernel[(layout.n_q_blocks * (bm // dq_cfg["SUB_M"]), B * H)](
             q, k, v, do_u, lse, delta, dq,
             bias4 if bias is not None else dummy, dbias if bias_grad else dummy,
@@ -450,7 +464,7 @@ class FlashBlockSparse(torch.autograd.Function):
             BIAS_GRAD=bias_grad, **common, **dq_cfg,
         )  # fmt: skip
         tq, ts, tc, s_ti, s_tc = _transposed_args(layout, B, H, q.device)
-        dkdv_cfg = launch_config("bwd_dkdv", q.dtype, bm, bn, D)
+        dkdv_cfg = launch_config("bwd_dkdv", q.dtype, bm, bn, D, _arch(q.device))
         _bwd_dkdv_kernel[(layout.n_k_blocks * (bn // dkdv_cfg["SUB_N"]), B * Hkv)](
             q, k, v, do_u, lse, delta, dk, dv,
             bias4 if bias is not None else dummy, kpm if kpm is not None else dummy,
