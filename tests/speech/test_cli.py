@@ -85,6 +85,9 @@ def test_fit_test_transcribe_explain(tmp_path: Path, capsys: pytest.CaptureFixtu
         "random",
     }
     assert (run / "explain.md").is_file() and list((run / "media").glob("explain_*.png"))
+    bad_device = [str(run), "--manifest", str(tmp_path / "test.jsonl"), "--device", "no-such-device"]
+    assert explain_main(bad_device) == 2
+    assert "no-such-device" in capsys.readouterr().err
 
 
 def test_real_data_paths_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -156,10 +156,14 @@ def transcribe_main(argv: list[str]) -> int:
 
 
 def explain_utterance(
-    model: ASRModel, tok: Tokenizer, wav: torch.Tensor, *, n_masks: int = 128
+    model: ASRModel, tok: Tokenizer, wav: torch.Tensor, *, n_masks: int = 128, chunk: int = 64
 ) -> dict[str, Any]:
-    feats = Fbank()(wav)[None]
-    lengths = torch.tensor([feats.shape[1]])
+    """Cross-attention vs input/encoder saliency and deletion AUC for one utterance, on ``model``'s device.
+
+    ``chunk`` perturbed copies go through the model per forward pass (more is faster on a GPU)."""
+    device = next(model.parameters()).device
+    feats = Fbank()(wav)[None].to(device)
+    lengths = torch.tensor([feats.shape[1]], device=device)
     with torch.no_grad():
         enc, enc_len, mask = model.encode(feats, lengths)
         n = int(enc_len[0])
@@ -168,9 +172,9 @@ def explain_utterance(
         ].tokens
     if not tokens:
         return {}
-    att = cross_attention(model, feats, tokens)  # (layers, heads, U + 1, T')
-    sal_in = spes_saliency(model, feats, tokens, n_masks=n_masks)  # (U + 1, T, F)
-    sal_enc = encoder_saliency(model, feats, tokens, n_masks=n_masks)  # (U + 1, T')
+    att = cross_attention(model, feats, tokens).float().cpu()  # (layers, heads, U + 1, T')
+    sal_in = spes_saliency(model, feats, tokens, n_masks=n_masks, chunk=chunk)  # (U + 1, T, F)
+    sal_enc = encoder_saliency(model, feats, tokens, n_masks=n_masks, chunk=chunk)  # (U + 1, T')
     pooled = pool_to_encoder(sal_in, att.shape[-1])
     frame_att = aggregate(att)[:-1].sum(0).repeat_interleave(SUBSAMPLING)[: feats.shape[1]]
     frame_att = torch.nn.functional.pad(frame_att, (0, feats.shape[1] - frame_att.numel()))
@@ -181,7 +185,7 @@ def explain_utterance(
         "input": compare(att, pooled),
         "encoder": compare(att, sal_enc),
         "deletion_auc": deletion_aucs(model, feats, tokens, {"attention": frame_att, "saliency": frame_sal}),
-        "_maps": (feats[0], aggregate(att), pooled),
+        "_maps": (feats[0].cpu(), aggregate(att), pooled),
     }
 
 
@@ -254,11 +258,14 @@ def explain_main(argv: list[str]) -> int:
     p.add_argument("--manifest", type=Path, required=True)
     p.add_argument("--utterances", type=int, default=8)
     p.add_argument("--masks", type=int, default=128)
+    p.add_argument("--chunk", type=int, default=64, help="perturbed copies per forward pass")
+    p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
     a = p.parse_args(argv)
     try:
         model, tok, _, ckpt = load_model(a.checkpoint)
+        model = model.to(torch.device(a.device))
         utts = read_manifest(a.manifest)[: a.utterances]
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"polyhead-speech explain: {err}", file=sys.stderr)
         return 2
     from polyhead.train import rundir
@@ -268,7 +275,7 @@ def explain_main(argv: list[str]) -> int:
     (out_dir / "media").mkdir(parents=True, exist_ok=True)
     figs = []
     for k, u in enumerate(utts):
-        r = explain_utterance(model, tok, load_audio(u.audio_filepath), n_masks=a.masks)
+        r = explain_utterance(model, tok, load_audio(u.audio_filepath), n_masks=a.masks, chunk=a.chunk)
         if not r:
             continue
         feats, att, pooled = r.pop("_maps")
