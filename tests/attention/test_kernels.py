@@ -418,3 +418,16 @@ def test_kernel_on_gpu(case: str) -> None:
 
 if __name__ == "__main__":  # the interpreter child of test_kernel_matches_float64_oracle
     print(json.dumps(_interp_case(sys.argv[1])))
+
+
+def test_auto_never_sends_mixed_dtypes_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rel_mha under bf16 autocast gives a float32 query and bfloat16 keys: auto must not pick 'triton'."""
+    from polyhead.attention import functional
+
+    monkeypatch.setattr(functional, "select_backend", lambda *a, **k: "triton")
+    q = torch.randn(1, 2, 8, 16)
+    k = torch.randn(1, 2, 8, 16, dtype=torch.bfloat16)
+    calls = []
+    monkeypatch.setattr(functional, "_sdpa", lambda *a, **kw: calls.append("sdpa") or a[0])
+    functional.attention(q, k, k, backend="auto")
+    assert calls == ["sdpa"]

@@ -237,6 +237,10 @@ def attention(
     _check(q, k, v, mask, bias, backend)
     if backend == "auto":
         backend = select_backend(q, bias=bias, mask=mask, block_mask=block_mask, need_weights=need_weights)
+        if backend == "triton" and not (q.dtype == k.dtype == v.dtype):
+            # Mixed dtypes (e.g. a float32 query from float32 positional biases against bfloat16 keys under
+            # autocast): the kernel needs one dtype; SDPA/flex are autocast-aware and equally exact.
+            backend = "sdpa" if block_mask is None else "flex"
     if need_weights and backend != "math":
         raise ValueError(f"need_weights=True needs backend 'math' or 'auto', got {backend!r}")
     B, H, L, _ = q.shape
