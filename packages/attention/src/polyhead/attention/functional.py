@@ -207,7 +207,9 @@ def select_backend(
     """The backend ``auto`` resolves to for these inputs."""
     if need_weights:
         return "math"
-    if q.is_cuda and _triton_supported(q, bias, block_mask, mask):
+    # The Triton kernel only where it skips blocks: on an H100 (bf16, L 4k-16k) SDPA beat it on dense inputs,
+    # with or without key padding and bias (forward 1.2-5x, forward + backward 4-10x; packages/attention/KERNELS.md).
+    if block_mask is not None and q.is_cuda and _triton_supported(q, bias, block_mask, mask):
         return "triton"
     if block_mask is not None:
         # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback. A kernel
