@@ -332,7 +332,10 @@ class SpeechModule(pl.LightningModule):
         self._predictions = []
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.98), eps=1e-9)
+        # foreach: one kernel per step for all tensors; the per-tensor loop cost ~0.2 s per step on 2 CPU cores
+        opt = torch.optim.Adam(
+            self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.98), eps=1e-9, foreach=True
+        )
         warm = max(1, self.hparams.warmup_steps)
         total = max(warm + 1, int(self.trainer.estimated_stepping_batches))
         if self.hparams.schedule == "noam":
