@@ -1,6 +1,6 @@
 """Benchmark: speech training throughput and inference real-time factor on CPU.
 
-    uv run python pipelines/bench/speech.py [--checkpoint RUN_DIR] [--manifest test.jsonl] [--steps 10]
+    uv run python pipelines/bench/speech.py [--checkpoint RUN_DIR] [--manifest test.jsonl] [--steps 10] [--threads 2]
 
 - Training throughput: seconds of audio per wall second for forward + joint CTC/attention loss + backward
   + Adam step on batches from the manifest (default: the committed sample ``shared/speech``), at the
@@ -46,7 +46,7 @@ def bench_training(manifest: Path, steps: int) -> list[dict]:
     }.items():
         base = {"d_model": 144, "encoder_layers": 4, "decoder_layers": 2}
         model = ASRModel(len(tok), **{**base, **kw})
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, foreach=True)  # as SpeechModule
         times = []
         for i in range(steps + 1):
             t0 = time.perf_counter()
@@ -98,7 +98,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--utterances", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/speech.json"))
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     ns = ap.parse_args()
+    if ns.threads:
+        torch.set_num_threads(ns.threads)
     res = {"threads": torch.get_num_threads(), "training": bench_training(ns.train_manifest, ns.steps),
            "inference": bench_inference(ns.checkpoint, ns.manifest, ns.utterances), "checkpoint": ns.checkpoint}  # fmt: skip
     print(f"\ntraining (batch of 16 utterances, {res['training'][0]['batch_audio_s']:.0f} s of audio)")

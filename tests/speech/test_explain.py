@@ -88,3 +88,13 @@ def test_dtw_and_ctc_timestamps_of_a_planted_alignment() -> None:
     assert abs(ctc_words[0]["start"] - 0.04) < 1e-9 and abs(ctc_words[0]["end"] - 0.32) < 1e-9
     d = timestamp_disagreement(words, ctc_words)
     assert d is not None and abs(d - 1000 * (0.04 + 0.08 + 0.04 + 0.08) / 4) < 1e-6
+
+
+def test_ctc_timestamps_of_an_unalignable_hypothesis_are_empty() -> None:
+    tok = CharTokenizer(list("ab|"))
+    lp = torch.randn(6, len(tok), generator=torch.Generator().manual_seed(0)).log_softmax(-1)
+    fits = tok.encode("ab ab")  # 5 tokens, no repeats: 5 frames needed
+    assert len(ctc_timestamps(lp, fits, tok)) == 2
+    assert ctc_timestamps(lp, tok.encode("aab ba"), tok) == []  # 6 tokens + 1 repeat > 6 frames
+    assert ctc_timestamps(lp, tok.encode("ab ab ab"), tok) == []  # 8 tokens > 6 frames
+    assert ctc_timestamps(lp, [], tok) == []

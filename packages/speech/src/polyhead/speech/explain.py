@@ -22,6 +22,8 @@ arXiv:2509.18010):
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -262,10 +264,16 @@ def dtw_timestamps(
 
 
 def ctc_timestamps(log_probs: Tensor, tokens: list[int], tokenizer: Tokenizer) -> list[dict]:
-    """Word times (seconds) from CTC forced alignment of ``tokens`` to ``log_probs (T', V)``."""
+    """Word times (seconds) from CTC forced alignment of ``tokens`` to ``log_probs (T', V)``.
+
+    Returns ``[]`` when there is nothing to align or when CTC cannot emit ``tokens`` in ``T'`` frames
+    (each token takes a frame, each repeated neighbour one blank more): an attention hypothesis can be
+    that long (e.g. a decoder that loops), and it should not stop the transcription.
+    """
     import torchaudio.functional as AF
 
-    if not tokens:
+    repeats = sum(a == b for a, b in itertools.pairwise(tokens))
+    if not tokens or len(tokens) + repeats > log_probs.shape[0]:
         return []
     ali, scores = AF.forced_align(
         log_probs[None].float().cpu(), torch.tensor([tokens], dtype=torch.int32), blank=BLANK
