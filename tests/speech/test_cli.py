@@ -72,6 +72,17 @@ def test_fit_test_transcribe_explain(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert set(rec) >= {"text", "words", "words_attention", "real_time_factor"}
     assert all(w["start"] <= w["end"] for w in rec["words"])
 
+    # predict on the same 32 kHz stereo file, and on a manifest line: the same transcript either way
+    pred = ["predict", "--run.root", str(tmp_path / "runs"), *TINY, "--model.decoding", "greedy"]
+    main([*pred, "--data.predict_audio", f"[{tmp_path / 'st.wav'}]"])
+    rows = [json.loads(x) for x in (run / "predictions.jsonl").read_text().splitlines()]
+    assert [r["audio_filepath"] for r in rows] == [str(tmp_path / "st.wav")]
+    assert rows[0]["text"] == rec["text"] and set(rows[0]) == {"audio_filepath", "text", "words"}
+    assert [w["word"] for w in rows[0]["words"]] == [w["word"] for w in rec["words"]]
+    with pytest.raises(SystemExit):
+        main([*pred, "--data.predict_audio", f"[{tmp_path / 'missing.wav'}]"])
+    assert "missing.wav" in capsys.readouterr().err
+
     assert (
         explain_main(
             [str(run), "--manifest", str(tmp_path / "test.jsonl"), "--utterances", "1", "--masks", "16"]

@@ -20,6 +20,7 @@ import torchmetrics
 from torch import Tensor
 from torch.utils.data import DataLoader
 
+from polyhead.speech.data.audio import AudioError, audio_duration
 from polyhead.speech.data.dataset import BucketBatchSampler, SpeechDataset, collate, screen
 from polyhead.speech.data.features import Fbank, spec_augment
 from polyhead.speech.data.manifest import SkipReport, Utterance, read_manifest
@@ -35,6 +36,8 @@ class SpeechDataModule(pl.LightningDataModule):
     Args:
         train_manifest, dev_manifest, test_manifest: JSON-lines manifests; all three, or none for the
             synthesised corpus.
+        predict_manifest, predict_audio: what ``predict`` transcribes: a manifest, or audio files of any
+            sample rate and channel count (``--data.predict_audio '[a.wav, b.flac]'``).
         cache_dir: where the synthesised corpus is written.
         num_utterances, seed, synth_workers: synthesised corpus settings.
         tokenizer: ``char`` or ``bpe`` (sentencepiece, trained on the training transcripts).
@@ -53,6 +56,7 @@ class SpeechDataModule(pl.LightningDataModule):
         dev_manifest: str | None = None,
         test_manifest: str | None = None,
         predict_manifest: str | None = None,
+        predict_audio: list[str] | None = None,
         cache_dir: str = "runs/speech/cache",
         num_utterances: int = 1200,
         seed: int = 0,
@@ -74,10 +78,13 @@ class SpeechDataModule(pl.LightningDataModule):
             raise ValueError(
                 f"real data needs all of {sorted(files)}; missing {sorted(set(files) - set(given))}"
             )
-        for k, v in [*given.items(), ("data.predict_manifest", predict_manifest)]:
+        audio = [("data.predict_audio", a) for a in predict_audio or []]
+        for k, v in [*given.items(), ("data.predict_manifest", predict_manifest), *audio]:
             if v is not None and not Path(v).is_file():
                 raise FileNotFoundError(f"{k}: no such file: {v}")
-        self.files, self.predict_manifest = given, predict_manifest
+        if predict_manifest is not None and predict_audio:
+            raise ValueError("give data.predict_manifest or data.predict_audio, not both")
+        self.files, self.predict_manifest, self.predict_audio = given, predict_manifest, predict_audio
         self.cache_dir, self.num_utterances, self.seed, self.synth_workers = (
             Path(cache_dir),
             num_utterances,
@@ -113,13 +120,16 @@ class SpeechDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         if stage == "predict":
-            if self.predict_manifest is None:
-                raise ValueError(
-                    "predict needs data.predict_manifest (or use `polyhead-speech transcribe FILES`)"
+            if self.predict_audio:
+                self.splits["predict"] = self._audio_utterances(self.predict_audio)
+            elif self.predict_manifest is not None:
+                self.splits["predict"] = read_manifest(
+                    self.predict_manifest, skip_bad=self.skip_bad, report=self.report
                 )
-            self.splits["predict"] = read_manifest(
-                self.predict_manifest, skip_bad=self.skip_bad, report=self.report
-            )
+            else:
+                raise ValueError("predict needs data.predict_manifest or data.predict_audio")
+            if self.report.total:
+                print(f"polyhead-speech: skipped {self.report.total} inputs: {self.report.examples[:5]}")
             return
         if "train" in self.splits:
             return
@@ -144,6 +154,18 @@ class SpeechDataModule(pl.LightningDataModule):
             print(f"polyhead-speech: skipped {self.report.total} utterances: {dict(self.report.skipped)}")
             for e in self.report.examples[:5]:
                 print(f"  {e}")
+
+    def _audio_utterances(self, paths: list[str]) -> list[Utterance]:
+        """Untranscribed utterances for ``predict``; unreadable files raise (or are counted with skip_bad)."""
+        utts = []
+        for i, p in enumerate(paths):
+            try:
+                utts.append(Utterance(p, "", audio_duration(p), line=i + 1, manifest="data.predict_audio"))
+            except AudioError as err:
+                if not self.skip_bad:
+                    raise AudioError(f"data.predict_audio[{i}]: {err}") from None
+                self.report.add("unreadable audio", f"data.predict_audio[{i}] {p}")
+        return utts
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         utts = self.splits[split]

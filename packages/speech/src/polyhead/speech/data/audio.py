@@ -46,3 +46,17 @@ def load_audio(path: str | Path, sample_rate: int = 16000, *, min_rms_db: float 
             f"{p}: silent audio (RMS {20 * np.log10(max(rms, 1e-12)):.0f} dBFS < {min_rms_db} dBFS)"
         )
     return wav
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds from the file header (no decoding); :class:`AudioError` naming the file if unreadable."""
+    import soundfile as sf
+
+    p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"{p}: no such audio file")
+    try:
+        info = sf.info(str(p))
+    except Exception as err:  # libsndfile's errors for non-audio or truncated headers
+        raise AudioError(f"{p}: not a readable audio file ({type(err).__name__}: {err})") from None
+    return info.frames / info.samplerate
