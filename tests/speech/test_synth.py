@@ -1,0 +1,54 @@
+"""The synthesised corpus: the seeded plan holds out whole voices, and (with espeak-ng and flite installed)
+the builder writes readable 16 kHz audio with matching manifests and reuses its cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from polyhead.speech.data.manifest import read_manifest
+from polyhead.speech.data.synth import TEST_VOICES, VOICES, engines_available, plan, synthesize_corpus
+from polyhead.speech.text import BigramText, normalize
+
+
+def test_plan_holds_out_whole_voices_and_is_seeded() -> None:
+    jobs = plan(600, seed=3)
+    assert plan(600, seed=3) == jobs and plan(600, seed=4) != jobs
+    voices = {
+        s: {(j["engine"], j["voice"]) for j in jobs if j["split"] == s} for s in ("train", "dev", "test")
+    }
+    assert voices["test"] == set(TEST_VOICES)
+    assert not (voices["train"] | voices["dev"]) & set(TEST_VOICES)
+    assert voices["train"] == set(VOICES) - set(TEST_VOICES)
+    share = {s: sum(j["split"] == s for j in jobs) / len(jobs) for s in voices}
+    assert 0.15 < share["test"] < 0.25 and 0.05 < share["dev"] < 0.15
+    assert all(0.8 <= j["rate"] <= 1.15 and 25 <= j["pitch"] <= 75 for j in jobs)
+
+
+def test_sentences_are_normalised_and_varied() -> None:
+    text, rng = BigramText(), np.random.default_rng(0)
+    sentences = [text.sentence(rng) for _ in range(300)]
+    assert all(s == normalize(s) and 4 <= len(s.split()) <= 14 for s in sentences)
+    words = {w for s in sentences for w in s.split()}
+    assert len(words) > 500 and words <= set(text.vocab)
+    assert len(text.vocab) > 1500
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not all(engines_available().values()), reason="needs espeak-ng and flite")
+def test_synthesized_corpus_is_readable_and_cached(tmp_path: Path) -> None:
+    root = synthesize_corpus(tmp_path, num_utterances=12, seed=1, workers=2)
+    utts = {s: read_manifest(root / f"{s}.jsonl") for s in ("train", "dev", "test")}
+    assert sum(len(u) for u in utts.values()) == 12
+    for u in (u for split in utts.values() for u in split):
+        data, sr = sf.read(u.audio_filepath, dtype="float32", always_2d=True)
+        assert sr == 16000 and data.shape[1] == 1 and abs(data.shape[0] / sr - u.duration) < 1e-6
+        assert 0.5 < u.duration < 20 and np.abs(data).max() <= 1.0 and data.std() > 1e-3
+        assert u.text == normalize(u.text) and u.speaker.split(":")[0] in {"espeak-ng", "flite"}
+    mtimes = {p: p.stat().st_mtime_ns for p in root.rglob("*")}
+    assert synthesize_corpus(tmp_path, num_utterances=12, seed=1, workers=2) == root
+    assert {p: p.stat().st_mtime_ns for p in root.rglob("*")} == mtimes  # reused, nothing rewritten
+    assert synthesize_corpus(tmp_path, num_utterances=12, seed=2, workers=2) != root
