@@ -83,19 +83,28 @@ def test_fit_test_transcribe_explain(tmp_path: Path, capsys: pytest.CaptureFixtu
         main([*pred, "--data.predict_audio", f"[{tmp_path / 'missing.wav'}]"])
     assert "missing.wav" in capsys.readouterr().err
 
-    assert (
-        explain_main(
-            [str(run), "--manifest", str(tmp_path / "test.jsonl"), "--utterances", "1", "--masks", "16"]
-        )
-        == 0
-    )
+    explain = [str(run), "--manifest", str(tmp_path / "test.jsonl"), "--utterances", "1", "--masks", "16"]
+    assert explain_main([*explain, "--heads", "0", "3"]) == 0
     summary = json.loads((run / "explain.json").read_text())["summary"]
     assert len(summary["input"]["per_layer"]) == 1 and set(summary["deletion_auc"]) == {
         "attention",
         "saliency",
         "random",
     }
-    assert (run / "explain.md").is_file() and list((run / "media").glob("explain_*.png"))
+    assert set(summary["input"]["subset"]) == {"pearson", "spearman"}
+    assert "| subset (layers all, heads [0, 3]) |" in (run / "explain.md").read_text()
+    assert list((run / "media").glob("explain_*.png"))
+    maps = np.load(run / "explain_maps" / "utt0000.npz")
+    U = len(maps["tokens"]) + 1  # generated tokens + end symbol
+    assert maps["cross_attention"].shape[:3] == (1, 4, U)  # (layers, heads, U + 1, T')
+    assert (
+        maps["input_saliency"].shape
+        == maps["encoder_saliency"].shape
+        == (U, maps["cross_attention"].shape[3])
+    )
+    np.testing.assert_allclose(maps["cross_attention"].sum(-1), 1.0, atol=1e-4)  # softmax over frames
+    assert explain_main([*explain, "--heads", "4"]) == 2
+    assert "--heads [4]: the model has 4" in capsys.readouterr().err
     bad_device = [str(run), "--manifest", str(tmp_path / "test.jsonl"), "--device", "no-such-device"]
     assert explain_main(bad_device) == 2
     assert "no-such-device" in capsys.readouterr().err

@@ -60,7 +60,11 @@ def test_correlations_of_known_maps() -> None:
     assert abs(r["per_layer_head"][0][0]["pearson"] - 1) < 1e-9
     assert abs(r["per_layer_head"][1][1]["pearson"] + 1) < 1e-9
     assert abs(r["per_layer_head"][0][2]["spearman"] - 1) < 1e-9 and r["per_layer_head"][0][2]["pearson"] < 1
-    assert len(r["per_layer"]) == 2 and "pearson" in r["aggregated"]
+    assert len(r["per_layer"]) == 2 and "pearson" in r["aggregated"] and "subset" not in r
+    # the mean of heads 0 and 2 (sal and sal**3) is rank-identical to sal; adding head 1 (-sal) is not
+    sub = compare(att, sal, heads=[0, 2])["subset"]
+    assert abs(sub["spearman"] - 1) < 1e-9 and sub["pearson"] > r["aggregated"]["pearson"]
+    assert compare(att, sal, layers=[1], heads=[1])["subset"]["pearson"] < -1 + 1e-9
 
 
 def test_dtw_and_ctc_timestamps_of_a_planted_alignment() -> None:

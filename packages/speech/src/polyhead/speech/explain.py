@@ -154,10 +154,13 @@ def pool_to_encoder(sal: Tensor, enc_frames: int) -> Tensor:
     return per_frame.view(U, enc_frames, SUBSAMPLING).mean(-1)
 
 
-def compare(att: Tensor, sal: Tensor) -> dict:
+def compare(
+    att: Tensor, sal: Tensor, *, layers: list[int] | None = None, heads: list[int] | None = None
+) -> dict:
     """Correlations of attention ``(layers, heads, U, T')`` with saliency ``(U, T')`` (per token, then mean).
 
-    Returns ``{"per_layer_head": [[{pearson, spearman}]], "per_layer": [...], "aggregated": {...}}``; the
+    Returns ``{"per_layer_head": [[{pearson, spearman}]], "per_layer": [...], "aggregated": {...}}`` and,
+    when ``layers`` or ``heads`` is given, ``"subset"``: the mean over those layers and heads only. The
     end-of-sentence row is excluded.
     """
     att, sal = att[:, :, :-1].double(), sal[:-1].double()
@@ -167,11 +170,14 @@ def compare(att: Tensor, sal: Tensor) -> dict:
         return {"pearson": float(pr.nanmean()), "spearman": float(sr.nanmean())}
 
     L, H = att.shape[:2]
-    return {
+    out = {
         "per_layer_head": [[stats(att[i, h]) for h in range(H)] for i in range(L)],
         "per_layer": [stats(att[i].mean(0)) for i in range(L)],
         "aggregated": stats(att.mean((0, 1))),
     }
+    if layers is not None or heads is not None:
+        out["subset"] = stats(aggregate(att, layers, heads))
+    return out
 
 
 @torch.no_grad()

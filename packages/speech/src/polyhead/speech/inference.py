@@ -7,8 +7,9 @@
 channel count is read with soundfile, downmixed and resampled. Word timestamps come from CTC forced
 alignment of the hypothesis; the attention-DTW timestamps and their disagreement are reported as well.
 The explanation report compares cross-attention with SPES-like saliency (input and encoder output), writes
-``explain.json``, ``explain.md`` and ``media/explain_*.png`` into the run directory and logs them to the
-run's W&B (offline unless W&B is configured online).
+``explain.json``, ``explain.md``, ``media/explain_*.png`` and ``explain_maps/utt*.npz`` (per utterance:
+tokens, cross-attention per layer and head per token, both saliency maps) into the run directory and logs
+them to the run's W&B (offline unless W&B is configured online).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from polyhead.speech.data.audio import AudioError, load_audio
@@ -156,11 +158,19 @@ def transcribe_main(argv: list[str]) -> int:
 
 
 def explain_utterance(
-    model: ASRModel, tok: Tokenizer, wav: torch.Tensor, *, n_masks: int = 128, chunk: int = 64
+    model: ASRModel,
+    tok: Tokenizer,
+    wav: torch.Tensor,
+    *,
+    n_masks: int = 128,
+    chunk: int = 64,
+    layers: list[int] | None = None,
+    heads: list[int] | None = None,
 ) -> dict[str, Any]:
     """Cross-attention vs input/encoder saliency and deletion AUC for one utterance, on ``model``'s device.
 
-    ``chunk`` perturbed copies go through the model per forward pass (more is faster on a GPU)."""
+    ``chunk`` perturbed copies go through the model per forward pass (more is faster on a GPU); ``layers``
+    / ``heads`` add a row for the mean over that subset of the decoder's cross-attention."""
     device = next(model.parameters()).device
     feats = Fbank()(wav)[None].to(device)
     lengths = torch.tensor([feats.shape[1]], device=device)
@@ -182,10 +192,10 @@ def explain_utterance(
     return {
         "text": tok.decode(tokens),
         "tokens": len(tokens),
-        "input": compare(att, pooled),
-        "encoder": compare(att, sal_enc),
+        "input": compare(att, pooled, layers=layers, heads=heads),
+        "encoder": compare(att, sal_enc, layers=layers, heads=heads),
         "deletion_auc": deletion_aucs(model, feats, tokens, {"attention": frame_att, "saliency": frame_sal}),
-        "_maps": (feats[0].cpu(), aggregate(att), pooled),
+        "_maps": (feats[0].cpu(), att, pooled, sal_enc, tokens),
     }
 
 
@@ -206,6 +216,8 @@ def summarise(results: list[dict]) -> dict[str, Any]:
             "per_layer": [_mean_stats([r[where]["per_layer"][i] for r in results]) for i in range(L)],
             "aggregated": _mean_stats([r[where]["aggregated"] for r in results]),
         }
+        if "subset" in results[0][where]:
+            out[where]["subset"] = _mean_stats([r[where]["subset"] for r in results])
     out["deletion_auc"] = {
         k: float(torch.tensor([r["deletion_auc"][k] for r in results]).mean())
         for k in results[0]["deletion_auc"]
@@ -220,10 +232,14 @@ def report_markdown(summary: dict[str, Any], n: int) -> str:
         lines.append(
             f"| {i} (heads mean) | {a['pearson']:.3f} | {a['spearman']:.3f} | {b['pearson']:.3f} | {b['spearman']:.3f} |"
         )
-    a, b = summary["input"]["aggregated"], summary["encoder"]["aggregated"]
-    lines.append(
-        f"| all (aggregated) | {a['pearson']:.3f} | {a['spearman']:.3f} | {b['pearson']:.3f} | {b['spearman']:.3f} |"
-    )
+    rows = [("all (aggregated)", "aggregated")]
+    if "subset" in summary["input"]:
+        rows.append((f"subset {summary.get('subset_label', '')}".strip(), "subset"))
+    for label, key in rows:
+        a, b = summary["input"][key], summary["encoder"][key]
+        lines.append(
+            f"| {label} | {a['pearson']:.3f} | {a['spearman']:.3f} | {b['pearson']:.3f} | {b['spearman']:.3f} |"
+        )
     lines += ["", "Per head (input Pearson):", "", "| layer | " + " | ".join(f"head {h}" for h in range(len(summary["input"]["per_layer_head"][0]))) + " |",
               "|---|" + "---|" * len(summary["input"]["per_layer_head"][0])]  # fmt: skip
     for i, row in enumerate(summary["input"]["per_layer_head"]):
@@ -260,10 +276,16 @@ def explain_main(argv: list[str]) -> int:
     p.add_argument("--masks", type=int, default=128)
     p.add_argument("--chunk", type=int, default=64, help="perturbed copies per forward pass")
     p.add_argument("--device", default="cpu", help="torch device, e.g. cuda")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="decoder layers of the subset row")
+    p.add_argument("--heads", type=int, nargs="+", default=None, help="heads of the subset row")
     a = p.parse_args(argv)
     try:
         model, tok, _, ckpt = load_model(a.checkpoint)
         model = model.to(torch.device(a.device))
+        n_layers, n_heads = len(model.decoder), model.decoder[0].cross_attn.num_heads
+        for name, picked, n in (("--layers", a.layers, n_layers), ("--heads", a.heads, n_heads)):
+            if picked is not None and not all(0 <= i < n for i in picked):
+                raise ValueError(f"{name} {picked}: the model has {n} (indices 0..{n - 1})")
         utts = read_manifest(a.manifest)[: a.utterances]
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         print(f"polyhead-speech explain: {err}", file=sys.stderr)
@@ -273,14 +295,27 @@ def explain_main(argv: list[str]) -> int:
     out_dir = rundir.run_dir_of_checkpoint(ckpt) or ckpt.parent
     results, t0 = [], time.perf_counter()
     (out_dir / "media").mkdir(parents=True, exist_ok=True)
+    (out_dir / "explain_maps").mkdir(exist_ok=True)
     figs = []
     for k, u in enumerate(utts):
-        r = explain_utterance(model, tok, load_audio(u.audio_filepath), n_masks=a.masks, chunk=a.chunk)
+        r = explain_utterance(model, tok, load_audio(u.audio_filepath), n_masks=a.masks, chunk=a.chunk,
+                              layers=a.layers, heads=a.heads)  # fmt: skip
         if not r:
             continue
-        feats, att, pooled = r.pop("_maps")
+        feats, att, pooled, sal_enc, tokens = r.pop("_maps")
+        # per generated token (and the end symbol): cross-attention of every layer and head, both saliencies
+        np.savez_compressed(
+            out_dir / "explain_maps" / f"utt{k:04d}.npz",
+            audio_filepath=u.audio_filepath,
+            text=r["text"],
+            tokens=np.array(tokens),
+            cross_attention=att.numpy(),  # (layers, heads, U + 1, T')
+            input_saliency=pooled.numpy(),  # (U + 1, T'), pooled from (U + 1, T, F)
+            encoder_saliency=sal_enc.numpy(),  # (U + 1, T')
+        )
+        r["audio_filepath"] = u.audio_filepath
         if k < 2:
-            fig = _figure(feats, att, pooled, r["text"])
+            fig = _figure(feats, aggregate(att), pooled, r["text"])
             path = out_dir / "media" / f"explain_{k}.png"
             fig.savefig(path, dpi=80)
             figs.append(path)
@@ -289,6 +324,8 @@ def explain_main(argv: list[str]) -> int:
         print("polyhead-speech explain: no utterance produced tokens", file=sys.stderr)
         return 1
     summary = summarise(results)
+    if a.layers is not None or a.heads is not None:
+        summary["subset_label"] = f"(layers {a.layers or 'all'}, heads {a.heads or 'all'})"
     summary["seconds_per_utterance"] = (time.perf_counter() - t0) / len(results)
     md = report_markdown(summary, len(results))
     (out_dir / "explain.json").write_text(json.dumps({"summary": summary, "utterances": results}, indent=1))
