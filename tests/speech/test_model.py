@@ -115,3 +115,28 @@ def test_decoders_recover_overfitted_transcripts() -> None:
     assert attention_logp(model, enc[:1, :n], mask[:1, :n], [hyps[0].tokens])[0] == pytest.approx(
         hyps[0].att_logp, abs=1e-4
     )
+
+
+def test_incremental_decoding_equals_the_full_prefix_decoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    g = torch.Generator().manual_seed(1)
+    model = ASRModel(12, d_model=32, encoder_layers=1, decoder_layers=2, heads=4, dropout=0.0).double().eval()
+    for p in model.parameters():  # sharper than the default init, so that beams differ
+        p.data.normal_(0, 0.3, generator=g)
+    memory = torch.randn(3, 17, 32, generator=g, dtype=torch.float64)
+    mem_mask = torch.arange(17)[None, :] < torch.tensor([[17], [11], [5]])
+    ys = torch.randint(2, 12, (3, 9), generator=g)
+    with torch.no_grad():
+        full, _ = model.decode_step(ys, torch.ones_like(ys, dtype=torch.bool), memory, mem_mask)  # (3, 9, V)
+        cache, steps = None, []
+        for t in range(ys.shape[1]):
+            logits, cache = model.decode_next(ys[:, t], memory, mem_mask, cache)
+            steps.append(logits)
+    assert model.supports_incremental() and cache[0].shape == (3, 9, 32)
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-10)
+
+    args = (model, memory[1:2], mem_mask[1:2])
+    fast = attention_beam_search(*args, beam_size=4, max_len=12)
+    monkeypatch.setattr(ASRModel, "supports_incremental", lambda self: False)
+    slow = attention_beam_search(*args, beam_size=4, max_len=12)
+    assert [h.tokens for h in fast] == [h.tokens for h in slow] and len({tuple(h.tokens) for h in fast}) > 1
+    assert [h.att_logp for h in fast] == pytest.approx([h.att_logp for h in slow], abs=1e-9)

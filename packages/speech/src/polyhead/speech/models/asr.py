@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from polyhead.attention.blocks import ConformerBlock, build_attention, sinusoidal_positions
+from polyhead.attention.variants.mha import MultiHeadAttention
 from polyhead.speech.data.tokenizer import BLANK, SOS_EOS
 
 
@@ -130,6 +131,37 @@ class ASRModel(nn.Module):
             y, w = layer(y, ys_mask, memory, mem_mask, need_weights)
             weights.append(w)
         return self.out(self.dec_norm(y)), weights
+
+    def supports_incremental(self) -> bool:
+        """Whether :meth:`decode_next` equals :meth:`decode_step`: plain ``mha`` decoder self-attention (no
+        relative-position bias), whose causal mask is bottom-right aligned, so one new query over the cached
+        prefix is exactly the last row of the full causal attention."""
+        return all(
+            isinstance(layer.self_attn, MultiHeadAttention) and layer.self_attn.rel_pos_max_distance is None
+            for layer in self.decoder
+        )
+
+    def decode_next(
+        self, tokens: Tensor, memory: Tensor, mem_mask: Tensor, cache: list[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """One incremental decoder step for ``tokens (n,)`` at position ``t`` (= the cache length).
+
+        Returns logits ``(n, V)`` for the next token and the new cache: per layer, the normalised
+        self-attention inputs of positions ``0..t``, ``(n, t + 1, d)`` (reorder its first dimension with the
+        beams). Costs one position per step instead of the whole prefix.
+        """
+        t = 0 if cache is None else cache[0].shape[1]
+        pos = sinusoidal_positions(t + 1, self.d_model, tokens.device, memory.dtype)[t:]  # (1, d)
+        y = self.embed(tokens)[:, None] * self.d_model**0.5 + pos  # (n, 1, d)
+        new_cache = []
+        for i, layer in enumerate(self.decoder):
+            h = layer.norm1(y)
+            prefix = h if cache is None else torch.cat([cache[i], h], 1)  # (n, t + 1, d)
+            new_cache.append(prefix)
+            y = y + layer.drop(layer.self_attn(h, prefix).output)
+            y = y + layer.drop(layer.cross_attn(layer.norm2(y), memory, mask=mem_mask).output)
+            y = y + layer.drop(layer.ff(layer.norm3(y)))
+        return self.out(self.dec_norm(y))[:, 0], new_cache
 
     def forward(self, feats: Tensor, lengths: Tensor, targets: list[list[int]]) -> dict[str, Tensor]:
         enc, enc_len, mask = self.encode(feats, lengths)
