@@ -81,6 +81,9 @@ def bench_inference(checkpoint: str | None, manifest: Path, n: int) -> list[dict
     seconds = sum(w.numel() for w in wavs) / 16000
     rows = []
     for decoding in ("greedy", "ctc_beam", "attention", "joint"):
+        # warm-up: the first call of a decoder pays one-off costs (lazy imports, the beam decoder's lexicon
+        # setup, the allocator's first growth) that would otherwise be charged to whichever runs first
+        transcribe(model, tok, wavs[0], decoding=decoding, beam_size=8)
         t0 = time.perf_counter()
         for w in wavs:
             transcribe(model, tok, w, decoding=decoding, beam_size=8)
