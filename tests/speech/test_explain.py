@@ -3,6 +3,10 @@ depends on, correlations of identical / opposite maps, DTW and CTC word timestam
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
+import pytest
 import torch
 from torch import Tensor, nn
 
@@ -10,6 +14,7 @@ from polyhead.speech.data.tokenizer import SOS_EOS, CharTokenizer
 from polyhead.speech.explain import (
     compare,
     ctc_timestamps,
+    dtw_path,
     dtw_timestamps,
     encoder_saliency,
     pool_to_encoder,
@@ -102,3 +107,24 @@ def test_ctc_timestamps_of_an_unalignable_hypothesis_are_empty() -> None:
     assert ctc_timestamps(lp, tok.encode("aab ba"), tok) == []  # 6 tokens + 1 repeat > 6 frames
     assert ctc_timestamps(lp, tok.encode("ab ab ab"), tok) == []  # 8 tokens > 6 frames
     assert ctc_timestamps(lp, [], tok) == []
+
+
+def _dtw_reference(cost: np.ndarray) -> float:
+    """The textbook cell-by-cell recursion: the minimal summed cost of a monotonic alignment."""
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), np.inf)
+    acc[0, 0] = 0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            acc[i, j] = cost[i - 1, j - 1] + min(acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    return float(acc[n, m])
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (5, 23), (17, 9)])
+def test_dtw_path_is_a_minimal_monotonic_alignment(shape: tuple[int, int]) -> None:
+    cost = np.random.default_rng().random(shape)
+    path = dtw_path(cost)
+    assert path[0] == (0, 0) and path[-1] == (shape[0] - 1, shape[1] - 1)
+    steps = {(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(path)}
+    assert steps <= {(1, 1), (1, 0), (0, 1)}
+    assert sum(cost[i, j] for i, j in path) == pytest.approx(_dtw_reference(cost), abs=1e-12)
