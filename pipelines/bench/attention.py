@@ -7,9 +7,18 @@ subprocess builds the module (dim 64, 4 heads, the paper's default windows; floa
 backend, i.e. the memory-efficient path) and measures:
 
 - **time**: median wall time of forward + backward over several runs after a warm-up;
-- **peak memory**: the growth of the process's peak resident set size (``ru_maxrss``) during one
-  forward + backward, relative to the process after model and input creation. CPU PyTorch has no
-  allocator statistics; a fresh process per case makes the high-water mark attributable to that case.
+- **peak memory**: the growth of the process's peak resident set size during one forward + backward,
+  relative to the process after model and input creation. CPU PyTorch has no allocator statistics; a
+  fresh process per case makes the high-water mark attributable to that case. Before the measured pass
+  the same module runs one forward + backward on a small input (L = 256), so that one-time costs that do
+  not depend on L (Python modules imported on first use, e.g. ``torch.utils.checkpoint`` pulls in about
+  150 MB of ``torch._dynamo``; thread pools; kernel code pages) are not charged to the case; the peak is
+  then reset (``/proc/self/clear_refs``, Linux) and its growth measured. ``--cold`` skips the warm-up
+  (the measurement used before, which charges those one-time costs to each case). The timed runs come
+  first; for the memory pass glibc is then told to serve every block >= 128 KiB by its own mmap (and its
+  free heap is trimmed), because glibc's adaptive mmap threshold otherwise keeps freed medium-sized
+  blocks in its heaps and per-thread arenas, and peak RSS then depends on allocation order more than on
+  the memory in use (``--glibc-default`` measures that way instead).
 
 Ratios are against ``mha`` through SDPA measured in the same run at the same L. At ``--long`` L (default
 16384) the windowed/strided variants also run, and are compared with dense SDPA given the explicit
@@ -23,6 +32,7 @@ import argparse
 import json
 import math
 import platform
+import re
 import resource
 import statistics
 import subprocess
@@ -34,7 +44,53 @@ LINEAR_MEMORY = ["halo", "multi_axis", "lsda", "s2", "dma"]
 DIM, HEADS = 64, 4
 
 
-def _case(name: str, L: int, repeats: int) -> dict:
+WARMUP_L = 256
+
+
+def _rss_mb(field: str) -> float | None:
+    """``VmRSS`` / ``VmHWM`` of this process in MB (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            m = re.search(field + r":\s+(\d+) kB", f.read())
+    except OSError:
+        return None
+    return int(m.group(1)) / 1024 if m else None
+
+
+def _reset_peak() -> bool:
+    """Reset the peak-RSS mark to the current RSS (Linux >= 4.0); False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _mmap_large_blocks(threshold: int = 128 * 1024) -> bool:
+    """glibc: serve every allocation >= ``threshold`` by its own mmap and trim the free heap.
+
+    glibc raises its mmap threshold after large blocks are freed (up to 32 MiB) and then keeps freed
+    medium-sized blocks in its heaps and per-thread arenas, so peak RSS depends on the order of
+    allocations as much as on the memory in use. A fixed threshold makes peak RSS growth track the peak
+    of live tensors. False where the C library has no ``mallopt`` (not glibc).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt, trim = libc.mallopt, libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    M_MMAP_THRESHOLD = -3
+    if mallopt(M_MMAP_THRESHOLD, threshold) != 1:
+        return False
+    trim(0)
+    return True
+
+
+def _case(name: str, L: int, repeats: int, warmup: bool = True, mmap_large: bool = True) -> dict:
     """Runs inside the subprocess."""
     import torch
 
@@ -43,54 +99,96 @@ def _case(name: str, L: int, repeats: int) -> dict:
 
     torch.manual_seed(0)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    side = math.isqrt(L)
     if name == "dense_explicit_mask":
         # What a generic implementation needs for a windowed pattern: the mha module (same projections)
         # with SDPA given the explicit (L, L) mask (HaloNet's pattern here).
         from polyhead.attention.variants.halo import halo_pattern
 
         m = create_attention("mha", dim=DIM, num_heads=HEADS)
-        x = torch.randn(1, L, DIM, requires_grad=True)
-        keep = halo_pattern(side, side, 8, 3)[None, None]
 
-        def run() -> torch.Tensor:
-            q = m.q_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
-            k = m.k_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
-            v = m.v_proj(x).view(1, L, HEADS, -1).transpose(1, 2)
-            o = attention(q, k, v, mask=keep, backend="sdpa")
-            return m.out_proj(o.transpose(1, 2).reshape(1, L, DIM))
+        def make_run(n: int):
+            side = math.isqrt(n)
+            x = torch.randn(1, n, DIM, requires_grad=True)
+            keep = halo_pattern(side, side, 8, 3)[None, None]
 
-        params: list = [x, *m.parameters()]
+            def run() -> torch.Tensor:
+                q = m.q_proj(x).view(1, n, HEADS, -1).transpose(1, 2)
+                k = m.k_proj(x).view(1, n, HEADS, -1).transpose(1, 2)
+                v = m.v_proj(x).view(1, n, HEADS, -1).transpose(1, 2)
+                o = attention(q, k, v, mask=keep, backend="sdpa")
+                return m.out_proj(o.transpose(1, 2).reshape(1, n, DIM))
+
+            return run, x
+
     else:
         cls = get_attention_class(name)
         m = create_attention(name, dim=DIM, num_heads=HEADS)
         if name == "mha":
             m.backend = "sdpa"
-        x = torch.randn(1, L, DIM, requires_grad=True)
-        shape = (side, side) if cls.needs_shape else None
-        if cls.needs_shape and side * side != L:
-            raise ValueError(f"{name} needs a square grid; L={L} is not a square")
 
-        def run() -> torch.Tensor:
-            return m(x, shape=shape).output
+        def make_run(n: int):
+            side = math.isqrt(n)
+            if cls.needs_shape and side * side != n:
+                raise ValueError(f"{name} needs a square grid; L={n} is not a square")
+            shape = (side, side) if cls.needs_shape else None
+            x = torch.randn(1, n, DIM, requires_grad=True)
 
-        params = [x, *m.parameters()]
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out = run()
-    out.float().square().mean().backward()
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before
-    times = []
-    for _ in range(repeats):
+            def run() -> torch.Tensor:
+                return m(x, shape=shape).output
+
+            return run, x
+
+    if warmup:
+        run_small, _ = make_run(WARMUP_L)
+        run_small().float().square().mean().backward()
+        del run_small
+    run, x = make_run(L)
+    params = [x, *m.parameters()]
+
+    def step() -> None:
         for p in params:
             p.grad = None
-        t0 = time.perf_counter()
         run().float().square().mean().backward()
-        times.append(time.perf_counter() - t0)
-    return {"variant": name, "L": L, "time_s": statistics.median(times), "peak_mb": max(peak_kb, 0) / 1024}
+
+    def timed() -> list[float]:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - t0)
+        return times
+
+    def peak_growth_mb() -> float:
+        if _reset_peak() and _rss_mb("VmHWM") is not None:
+            before = _rss_mb("VmRSS")
+            step()
+            return _rss_mb("VmHWM") - before
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # no reset: growth of ru_maxrss (kB)
+        step()
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+
+    allocator = "glibc default"
+    if mmap_large:
+        # Time with the allocator's usual policy first; then make every block >= 128 KiB an mmap of its own
+        # (returned to the OS when freed), release the free heap, and measure.
+        times = timed()
+        if _mmap_large_blocks():
+            allocator = "blocks >= 128 KiB mmapped"
+        peak_mb = peak_growth_mb()
+    else:
+        peak_mb = peak_growth_mb()
+        times = timed()
+    return {
+        "variant": name,
+        "L": L,
+        "time_s": statistics.median(times),
+        "peak_mb": max(peak_mb, 0.0),
+        "allocator": allocator,
+    }
 
 
-def _measure(name: str, L: int, repeats: int, timeout: int) -> dict:
-    cmd = [sys.executable, __file__, "--_case", name, str(L), str(repeats)]
+def _measure(name: str, L: int, repeats: int, timeout: int, flags: list[str]) -> dict:
+    cmd = [sys.executable, __file__, "--_case", name, str(L), str(repeats), *flags]
     try:
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -112,24 +210,33 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--out", default="runs/bench/attention.json")
+    ap.add_argument("--cold", action="store_true", help="no warm-up pass: charge one-time costs to each case")
+    ap.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="measure memory under glibc's adaptive mmap threshold (peak RSS then includes freed blocks it keeps)",
+    )
     ap.add_argument("--_case", nargs=3, help=argparse.SUPPRESS)
     ns = ap.parse_args()
     if ns._case:
         name, L, repeats = ns._case
-        print(json.dumps(_case(name, int(L), int(repeats))))
+        print(
+            json.dumps(_case(name, int(L), int(repeats), warmup=not ns.cold, mmap_large=not ns.glibc_default))
+        )
         return
 
     from polyhead.attention import list_attention
 
     variants = ns.variants or list_attention()
+    flags = (["--cold"] if ns.cold else []) + (["--glibc-default"] if ns.glibc_default else [])
     rows = []
     for L in ns.lengths:
-        base = _measure("mha", L, ns.repeats, ns.timeout)
+        base = _measure("mha", L, ns.repeats, ns.timeout, flags)
         rows.append({**base, "baseline": "mha/sdpa"})
         for name in variants:
             if name == "mha":
                 continue
-            r = _measure(name, L, ns.repeats, ns.timeout)
+            r = _measure(name, L, ns.repeats, ns.timeout, flags)
             if "error" not in r and "error" not in base:
                 r["time_ratio"] = r["time_s"] / base["time_s"]
                 r["mem_ratio"] = r["peak_mb"] / max(base["peak_mb"], 1e-6)
@@ -137,11 +244,11 @@ def main() -> None:
             print(json.dumps(r), flush=True)
     if ns.long:
         L = ns.long
-        dense = _measure("dense_explicit_mask", L, 1, ns.timeout)
-        base = _measure("mha", L, 1, ns.timeout)
+        dense = _measure("dense_explicit_mask", L, 1, ns.timeout, flags)
+        base = _measure("mha", L, 1, ns.timeout, flags)
         rows += [{**dense, "baseline": "dense sdpa + explicit mask"}, {**base, "baseline": "mha/sdpa"}]
         for name in [v for v in LINEAR_MEMORY if v in variants]:
-            r = _measure(name, L, 1, ns.timeout)
+            r = _measure(name, L, 1, ns.timeout, flags)
             if "error" not in r and "error" not in dense:
                 r["mem_vs_dense_mask"] = r["peak_mb"] / max(dense["peak_mb"], 1e-6)
                 r["under_quarter"] = r["mem_vs_dense_mask"] < 0.25
@@ -169,7 +276,14 @@ def main() -> None:
         )
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"machine": platform.platform(), "processor": platform.processor(), "dim": DIM, "heads": HEADS}
+    meta = {
+        "machine": platform.platform(),
+        "processor": platform.processor(),
+        "dim": DIM,
+        "heads": HEADS,
+        "warmup_L": None if ns.cold else WARMUP_L,
+        "allocator": "glibc default" if ns.glibc_default else "blocks >= 128 KiB mmapped",
+    }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")
 

@@ -8,9 +8,14 @@ largest bias among the keys it may see (causal, unpadded), and attends with
 kept keys. Ties (e.g. at initialisation, when every bias is 0) go to the most recent keys, so an
 untrained layer behaves like a sliding window.
 
-The ``sdpa`` path gathers the kept keys per query (memory ``O(L * window)``), processing queries in chunks
-so the selection never holds more than ``chunk_size x S`` scores; the ``math`` oracle scatters the same
-selection into an explicit ``(L, S)`` mask.
+The ``sdpa`` path never looks at more than ``window + chunk_size`` keys per query chunk. Because the bias
+does not depend on the query, the top-``window`` keys of a causal query are among the top-``window`` keys
+of everything before its chunk plus the chunk's own keys; a running top-``window`` set is carried from
+chunk to chunk (``O(S * window / chunk_size)`` selection work instead of ``O(L * S)``), every query of a chunk
+attends to the chunk's ``window + chunk_size`` candidate keys with its own selection as mask, and each
+chunk is recomputed in backward, so memory is ``O(L * dim)`` plus one chunk's scores. Without ``causal``
+every query keeps the same global top-``window`` keys. The ``math`` oracle scatters the per-query
+selection of :func:`dma_select` into an explicit ``(L, S)`` mask.
 """
 
 from __future__ import annotations
@@ -23,6 +28,13 @@ from polyhead.attention.base import AttentionBase, AttentionOutput
 from polyhead.attention.functional import attention
 from polyhead.attention.layouts import recompute_in_backward
 from polyhead.attention.registry import register_attention
+
+
+def selection_score(bias: Tensor) -> Tensor:
+    """The float64 score keys are ranked by: ``bias (B, H, S)`` plus a recency tie-breaker (``1e-9 * j``)
+    far below the bias resolution that matters, so ties (e.g. an all-zero bias) go to the latest keys."""
+    j = torch.arange(bias.shape[-1], device=bias.device, dtype=torch.float64)
+    return bias.detach().double() + j * 1e-9
 
 
 def dma_select(
@@ -44,9 +56,7 @@ def dma_select(
     q_end = L if q_end is None else q_end
     w = min(window, S)
     j = torch.arange(S, device=bias.device)
-    # float64 score with a recency tie-breaker far below the bias resolution that matters.
-    score = bias.double() + j.double() * 1e-9
-    score = score[:, :, None, :].expand(B, H, q_end - q_start, S)
+    score = selection_score(bias)[:, :, None, :].expand(B, H, q_end - q_start, S)
     visible = torch.ones(1, 1, 1, S, dtype=torch.bool, device=bias.device)
     if causal:
         qpos = torch.arange(q_start, q_end, device=bias.device) + (S - L)
@@ -68,27 +78,107 @@ def dma_pattern(
     return keep.scatter_(-1, idx, valid)
 
 
-def _fold(t: Tensor) -> Tensor:
-    """``(B, H, c, ...)`` -> ``(B * c, H, ...)``: every query becomes its own batch entry."""
-    return t.transpose(1, 2).reshape(t.shape[0] * t.shape[2], t.shape[1], *t.shape[3:])
-
-
-def _gathered_attention(
-    qc: Tensor, k: Tensor, v: Tensor, bias: Tensor, idx: Tensor, valid: Tensor, backend: str
+def _candidate_attention(
+    qc: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor,
+    cand: Tensor,
+    cand_score: Tensor,
+    q_pos: Tensor | None,
+    window: int,
+    backend: str,
 ) -> Tensor:
-    """Queries ``(B, H, c, Dh)`` against their own kept keys ``idx (B, H, c, w)``: ``(B*c, H, 1, Dh)``."""
-    B, H = qc.shape[:2]
-    hb = torch.arange(B, device=qc.device)[:, None, None, None]
-    hh = torch.arange(H, device=qc.device)[None, :, None, None]
-    kg, vg, bg = k[hb, hh, idx], v[hb, hh, idx], bias[hb, hh, idx]  # (B, H, c, w, Dh), (B, H, c, w)
-    return attention(
-        _fold(qc[..., None, :]),
-        _fold(kg),
-        _fold(vg),
-        bias=_fold(bg[..., None, :]),
-        mask=_fold(valid[..., None, :]),
-        backend=backend,
-    )
+    """Queries ``qc (B, H, c, Dh)`` against the candidate keys ``cand (B, H, K)`` (ranked by ``cand_score``).
+
+    Each query keeps its top-``window`` candidates among those it sees (position ``<= q_pos (c,)`` when
+    causal, ``q_pos (c, 1)``; all when ``q_pos`` is None) with a finite score; the rest are masked.
+    Returns ``(B, H, c, Dh)``.
+    """
+    B, H, K = cand.shape
+    Dh = k.shape[-1]
+    if q_pos is None:  # non-causal: every query keeps the same keys
+        keep = torch.isfinite(cand_score)[:, :, None, :]  # (B, H, 1, K)
+    else:
+        seen = cand[:, :, None, :] <= q_pos  # (B, H, c, K)
+        score = cand_score[:, :, None, :].masked_fill(~seen, float("-inf"))
+        top = score.topk(min(window, K), dim=-1)
+        keep = torch.zeros_like(seen).scatter_(-1, top.indices, torch.isfinite(top.values))
+    g = cand[..., None].expand(B, H, K, Dh)
+    kc, vc = k.gather(2, g), v.gather(2, g)
+    bc = bias.gather(2, cand)[:, :, None, :]  # (B, H, 1, K)
+    return attention(qc, kc, vc, bias=bc, mask=keep, backend=backend)
+
+
+def dma_chunked_attention(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    bias: Tensor,
+    window: int,
+    *,
+    causal: bool,
+    key_padding: Tensor | None,
+    chunk_size: int,
+    backend: str,
+) -> Tensor:
+    """DMA attention ``(B, H, L, Dh)`` without an ``L x S`` selection (see the module docstring).
+
+    Queries are aligned with the end of the keys (query i is key position ``i + S - L``).
+    """
+    B, H, L, _ = q.shape
+    S = k.shape[2]
+    w = min(window, S)
+    score = selection_score(bias)
+    if key_padding is not None:
+        score = score.masked_fill(~key_padding[:, None, :], float("-inf"))
+    off = S - L
+    outs = []
+    if not causal:
+        top = score.topk(w, dim=-1)
+        for qc in q.split(chunk_size, dim=2):
+            outs.append(
+                recompute_in_backward(
+                    lambda qc, k, v, bias, c=top.indices, cs=top.values: _candidate_attention(
+                        qc, k, v, bias, c, cs, None, w, backend
+                    ),
+                    qc,
+                    k,
+                    v,
+                    bias,
+                )
+            )
+        return torch.cat(outs, dim=2)
+    # Running top-w of the keys before the current chunk's queries (-inf placeholders where fewer exist).
+    run_idx = torch.zeros(B, H, w, dtype=torch.long, device=q.device)
+    run_score = torch.full((B, H, w), float("-inf"), dtype=torch.float64, device=q.device)
+    if off > 0:
+        top = score[..., :off].topk(min(w, off), dim=-1)
+        run_idx[..., : top.indices.shape[-1]] = top.indices
+        run_score[..., : top.values.shape[-1]] = top.values
+    s = 0
+    for qc in q.split(chunk_size, dim=2):
+        e = s + qc.shape[2]
+        p0, p1 = s + off, e + off  # this chunk's query positions = its new keys
+        new = torch.arange(p0, p1, device=q.device).expand(B, H, p1 - p0)
+        cand = torch.cat([run_idx, new], dim=-1)  # (B, H, w + c)
+        cand_score = torch.cat([run_score, score[..., p0:p1]], dim=-1)
+        q_pos = torch.arange(p0, p1, device=q.device)[:, None]  # (c, 1)
+        outs.append(
+            recompute_in_backward(
+                lambda qc, k, v, bias, c=cand, cs=cand_score, qp=q_pos: _candidate_attention(
+                    qc, k, v, bias, c, cs, qp, w, backend
+                ),
+                qc,
+                k,
+                v,
+                bias,
+            )
+        )
+        top = cand_score.topk(w, dim=-1)
+        run_idx, run_score = cand.gather(-1, top.indices), top.values
+        s = e
+    return torch.cat(outs, dim=2)
 
 
 @register_attention("dma")
@@ -145,23 +235,16 @@ class DynamicMaskAttention(AttentionBase):
             keep = dma_pattern(bias, L, self.window, causal=self.causal, key_padding=mask)
             o, w = attention(q, k, v, bias=bias[:, :, None, :], mask=keep, backend="math", need_weights=True)
         else:
-            outs = []
-            for s in range(0, L, self.chunk_size):
-                e = min(L, s + self.chunk_size)
-                idx, valid = dma_select(
-                    bias, L, self.window, causal=self.causal, key_padding=mask, q_start=s, q_end=e
-                )
-                o = recompute_in_backward(
-                    lambda qc, k, v, bias, idx=idx, valid=valid: _gathered_attention(
-                        qc, k, v, bias, idx, valid, self.backend
-                    ),
-                    q[:, :, s:e],
-                    k,
-                    v,
-                    bias,
-                )  # (B*c, H, 1, Dh)
-                c = idx.shape[2]
-                outs.append(o.view(B, c, H, Dh).transpose(1, 2))
-            o = torch.cat(outs, dim=2)
+            o = dma_chunked_attention(
+                q,
+                k,
+                v,
+                bias,
+                self.window,
+                causal=self.causal,
+                key_padding=mask,
+                chunk_size=self.chunk_size,
+                backend=self.backend,
+            )
         o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

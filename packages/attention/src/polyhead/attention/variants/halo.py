@@ -15,8 +15,9 @@ from torch import Tensor, nn
 
 from polyhead.attention.base import AttentionBase, AttentionOutput
 from polyhead.attention.functional import attention
+from polyhead.attention.layouts import recompute_in_backward
 from polyhead.attention.registry import register_attention
-from polyhead.attention.windows import padded_size, partition, unpartition
+from polyhead.attention.windows import chunk_ranges, padded_size, row_chunks
 
 
 def halo_pattern(H: int, W: int, block: int, halo: int, device: torch.device | None = None) -> Tensor:
@@ -97,6 +98,55 @@ class HaloAttention(AttentionBase):
         lc = torch.einsum("nhyxd,xwd->nhyxw", q5, rel_col[rel])  # by key column
         return (lr[..., :, None] + lc[..., None, :]).reshape(N, H, b * b, win * win)
 
+    def _blocked(self, q: Tensor, kv: Tensor, mask: Tensor | None, Hh: int, Ww: int) -> Tensor:
+        """Each ``b x b`` query block against its ``(b + 2h)^2`` window, a few block rows at a time.
+
+        ``q (B, L, C)``, ``kv (B, L, 2C)`` -> ``(B, L, C)``. The projections are zero-padded once (queries to
+        whole blocks, keys by the halo on every side); each chunk of block rows unfolds its own windows,
+        relative logits and scores, and is recomputed in backward, so memory is ``O(L * dim)`` plus one
+        chunk (never the ``(b + 2h)^2 / b^2`` duplicated windows of the whole grid).
+        """
+        B, L, C = q.shape
+        Nh, Dh, b, h, win = self.num_heads, self.head_dim, self.block, self.halo, self.win
+        Wp = padded_size(Ww, b)
+        nby, nbx = -(-Hh // b), Wp // b
+        n = len(chunk_ranges(nby, B * nbx * Nh * b * b * win * win))
+        rows = -(-nby // n)  # block rows per chunk (the grid is padded to n * rows block rows)
+        Hp = n * rows * b
+        qg = q.view(B, Hh, Ww, C)
+        if (Hp, Wp) != (Hh, Ww):
+            qg = F.pad(qg, (0, 0, 0, Wp - Ww, 0, Hp - Hh))
+        kvg = F.pad(kv.view(B, Hh, Ww, 2 * C), (0, 0, h, Wp - Ww + h, h, Hp - Hh + h))  # zeros outside
+        ok = (
+            torch.ones(B, Hh, Ww, dtype=torch.bool, device=q.device) if mask is None else mask.view(B, Hh, Ww)
+        )
+        ok = F.pad(ok, (h, Wp - Ww + h, h, Hp - Hh + h), value=False)  # (B, Hp + 2h, Wp + 2h)
+
+        def chunk(qc: Tensor, kvc: Tensor, okc: Tensor, rel_row: Tensor, rel_col: Tensor) -> Tensor:
+            qb = qc.view(B, rows, b, nbx, b, C).permute(0, 1, 3, 2, 4, 5)
+            qb = qb.reshape(B * rows * nbx, b * b, Nh, Dh).transpose(1, 2)  # (N, H, b*b, Dh)
+            kw = kvc.unfold(1, win, b).unfold(2, win, b)  # (B, rows, nbx, 2C, win, win), a view
+            kw = kw.permute(0, 1, 2, 4, 5, 3).reshape(B * rows * nbx, win * win, 2, Nh, Dh)
+            k, v = kw[:, :, 0].transpose(1, 2), kw[:, :, 1].transpose(1, 2)  # (N, H, win*win, Dh)
+            key_ok = okc.unfold(1, win, b).unfold(2, win, b).reshape(B * rows * nbx, 1, 1, win * win)
+            bias = self._window_rel_logits(qb, rel_row, rel_col)  # (N, H, b*b, win*win)
+            o = attention(qb, k, v, bias=bias, mask=key_ok, scale=Dh**-0.5, backend=self.backend)
+            return o.transpose(1, 2).reshape(B, rows, nbx, b, b, C).permute(0, 1, 3, 2, 4, 5)
+
+        chunks = zip(
+            row_chunks(qg, 1, rows * b, n),
+            row_chunks(kvg, 1, rows * b, n, 2 * h),
+            row_chunks(ok, 1, rows * b, n, 2 * h),
+            strict=True,
+        )
+        outs = [
+            recompute_in_backward(chunk, qc, kvc, okc, self.rel_row, self.rel_col) for qc, kvc, okc in chunks
+        ]
+        o = torch.cat(outs, dim=1).reshape(B, Hp, Wp, C)  # (B, n*rows, b, nbx, b, C) -> grid
+        if (Hp, Wp) != (Hh, Ww):
+            o = o[:, :Hh, :Ww]
+        return o.reshape(B, L, C)
+
     def _attend(self, x, context, *, mask, shape, need_weights) -> AttentionOutput:
         B, L, _ = x.shape
         Hh, Ww = int(shape[0]), int(shape[1])
@@ -124,26 +174,6 @@ class HaloAttention(AttentionBase):
             o = o.transpose(1, 2).reshape(B, L, Nh * Dh)
         else:
             w = None
-            qb = partition(q, Hh, Ww, b, "block")  # (B, nb, b*b, C)
-            nb = qb.shape[1]
-            qb = qb.view(B * nb, b * b, Nh, Dh).transpose(1, 2)  # (B*nb, H, b*b, Dh)
-            Hp, Wp = padded_size(Hh, b), padded_size(Ww, b)
-            valid = (
-                torch.ones(B, L, 1, device=x.device, dtype=kv.dtype)
-                if mask is None
-                else mask[..., None].to(kv.dtype)
-            )
-            grid = torch.cat([kv, valid], dim=-1).view(B, Hh, Ww, 2 * self.dim + 1).permute(0, 3, 1, 2)
-            grid = F.pad(grid, (h, Wp - Ww + h, h, Hp - Hh + h))  # zero = padding, invalid
-            win = self.win
-            kw = grid.unfold(2, win, b).unfold(3, win, b)  # (B, C+1, nby, nbx, win, win)
-            kw = kw.permute(0, 2, 3, 4, 5, 1).reshape(B * nb, win * win, 2 * self.dim + 1)
-            key_ok = kw[..., -1] > 0.5  # (B*nb, win*win)
-            k, v = kw[..., :-1].view(B * nb, win * win, 2, Nh, Dh).permute(2, 0, 3, 1, 4)
-            bias = self._window_rel_logits(qb, self.rel_row, self.rel_col)  # (B*nb, H, b*b, win*win)
-            o = attention(
-                qb, k, v, bias=bias, mask=key_ok[:, None, None, :], scale=Dh**-0.5, backend=self.backend
-            )
-            o = unpartition(o.transpose(1, 2).reshape(B, nb, b * b, Nh * Dh), Hh, Ww, b, "block")  # (B, L, C)
+            o = self._blocked(q, kv, mask, Hh, Ww)  # (B, L, C)
         o = self.gate_heads(o.view(B, L, Nh, Dh).transpose(1, 2)).transpose(1, 2).reshape(B, L, self.dim)
         return AttentionOutput(self.out_proj(o), w)
