@@ -72,20 +72,28 @@ def _encoded(cache: str) -> tuple:
     return enc, df
 
 
-def _train_polyhead(cache: str, epochs: int) -> dict:
+def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
     import lightning.pytorch as lp
     import torch
 
     from polyhead.ctr.module import CTRDataModule, CTRModule
 
+    torch.set_num_threads(opts["threads"])
     src = json.loads((Path(cache) / "meta.json").read_text())["source"]
     torch.manual_seed(0)
     dm = CTRDataModule(data_path=src, cache_dir=str(Path(cache).parent))
     dm.setup("fit")
     # DeepCTR-Torch's AutoInt keeps the embedding width (attention size = 16 / 2 heads = 8): match it.
-    model = CTRModule(model="autoint", attn_size=8, early_stop_patience=None, lr_patience=None)
+    model = CTRModule(
+        model="autoint",
+        attn_size=8,
+        attention={"name": "mha", "backend": opts["backend"]},
+        early_stop_patience=None,
+        lr_patience=None,
+    )
     trainer = lp.Trainer(
         max_epochs=epochs,
+        precision=opts["precision"],
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -100,16 +108,24 @@ def _train_polyhead(cache: str, epochs: int) -> dict:
     model.hparams.explain_batches = 0
     auc = trainer.test(model, datamodule=dm, verbose=False)[0]["test/auc"]
     rows = dm.splits["train"][0].shape[0] * epochs
-    return {"fit_seconds": seconds, "rows_per_s": rows / seconds, "test_auc": auc}
+    return {
+        "fit_seconds": seconds,
+        "rows_per_s": rows / seconds,
+        "test_auc": auc,
+        "precision": opts["precision"],
+        "attention_backend": opts["backend"],
+        "threads": opts["threads"],
+    }
 
 
-def _train_deepctr(cache: str, epochs: int) -> dict:
+def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
     import numpy as np
     import torch
     from deepctr_torch.inputs import SparseFeat
     from deepctr_torch.models import AutoInt
     from sklearn.metrics import roc_auc_score
 
+    torch.set_num_threads(opts["threads"])
     torch.manual_seed(0)
     enc, df = _encoded(cache)
     cols = [SparseFeat(f.name, vocabulary_size=f.size, embedding_dim=16) for f in enc.fields]
@@ -139,7 +155,13 @@ def _train_deepctr(cache: str, epochs: int) -> dict:
         "fit_seconds": seconds,
         "rows_per_s": train.height * epochs / seconds,
         "test_auc": float(roc_auc_score(test["label"].to_numpy(), pred)),
+        "precision": "32-true",
+        "threads": opts["threads"],
     }
+
+
+def _opt_args(opts: dict) -> list[str]:
+    return ["--precision", opts["precision"], "--backend", opts["backend"], "--threads", str(opts["threads"])]
 
 
 STEPS = {"polyhead": _polyhead, "polars eager": _polars_eager, "pandas + LabelEncoder": _pandas}
@@ -156,12 +178,20 @@ def main() -> None:
         "--train-rows", type=int, default=200_000, help="rows for the training comparison (0: skip)"
     )
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument(
+        "--precision",
+        default="32-true",
+        help="Lightning precision of the polyhead trainer (DeepCTR-Torch always trains in float32)",
+    )
+    ap.add_argument("--backend", default="auto", help="functional.attention backend of polyhead's mha")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads of each training subprocess")
     ap.add_argument("--_step", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_train", nargs=3, help=argparse.SUPPRESS)
     ns = ap.parse_args()
+    opts = {"precision": ns.precision, "backend": ns.backend, "threads": ns.threads}
     if ns._train:
         name, cache, epochs = ns._train
-        print(json.dumps({"trainer": name, **TRAINERS[name](cache, int(epochs))}))
+        print(json.dumps({"trainer": name, **TRAINERS[name](cache, int(epochs), opts)}))
         return
     if ns._step:
         name, path, cache = ns._step
@@ -171,17 +201,18 @@ def main() -> None:
         print(json.dumps({"step": name, "seconds": time.perf_counter() - t0, "peak_rss_mb": peak}))
         return
 
-    from polyhead.ctr.data.synthetic import generate_criteo
+    from polyhead.ctr.data.synthetic import GENERATOR_VERSION, generate_criteo
 
     work = Path(ns.workdir)
-    data = work / f"criteo_{ns.rows}.tsv"
-    if not data.is_file():
+    steps = [s for s in ns.steps.split(",") if s]  # --steps '' runs only the training comparison
+    data = work / f"criteo_v{GENERATOR_VERSION}_{ns.rows}.tsv"
+    if steps and not data.is_file():
         t0 = time.perf_counter()
         generate_criteo(data, ns.rows, seed=0)
         print(f"generated {ns.rows} rows in {time.perf_counter() - t0:.0f}s")
-    size_mb = data.stat().st_size / 2**20
+    size_mb = data.stat().st_size / 2**20 if steps else 0.0
     rows = []
-    for name in ns.steps.split(","):
+    for name in steps:
         cache = work / f"cache_{time.time_ns()}"
         res = subprocess.run(
             [sys.executable, __file__, "--_step", name, str(data), str(cache)], capture_output=True, text=True
@@ -192,8 +223,9 @@ def main() -> None:
         r = json.loads(res.stdout.strip().splitlines()[-1])
         r["stderr"] = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
         rows.append(r)
-    print(f"\nfile: {data} ({ns.rows} rows, {size_mb:.0f} MB)")
-    print(f"{'step':<24}{'seconds':>10}{'peak RSS MB':>14}")
+    if steps:
+        print(f"\nfile: {data} ({ns.rows} rows, {size_mb:.0f} MB)")
+        print(f"{'step':<24}{'seconds':>10}{'peak RSS MB':>14}")
     for r in rows:
         if "error" in r:
             print(f"{r['step']:<24}  error: {r['error']}")
@@ -204,13 +236,13 @@ def main() -> None:
         from polyhead.ctr.data.formats import criteo_spec
         from polyhead.ctr.data.prepare import preprocess
 
-        tdata = work / f"criteo_{ns.train_rows}.tsv"
+        tdata = work / f"criteo_v{GENERATOR_VERSION}_{ns.train_rows}.tsv"
         if not tdata.is_file():
             generate_criteo(tdata, ns.train_rows, seed=0)
         cache = preprocess(tdata, criteo_spec(), work / "train_cache")
         for name in TRAINERS:
             res = subprocess.run(
-                [sys.executable, __file__, "--_train", name, str(cache), str(ns.epochs)],
+                [sys.executable, __file__, "--_train", name, str(cache), str(ns.epochs), *_opt_args(opts)],
                 capture_output=True,
                 text=True,
             )
@@ -219,13 +251,14 @@ def main() -> None:
             else:
                 training.append(json.loads(res.stdout.strip().splitlines()[-1]))
         print(f"\nAutoInt training, {ns.train_rows} generated rows, {ns.epochs} epoch(s)")
-        print(f"{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}")
+        print(f"{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}  precision")
         for r in training:
             if "error" in r:
                 print(f"{r['trainer']:<24}  error: {r['error']}")
             else:
                 print(
                     f"{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}{r['test_auc']:>10.4f}"
+                    f"  {r['precision']}"
                 )
         ok = [r for r in training if "error" not in r]
         if len(ok) == 2:

