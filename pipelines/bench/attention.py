@@ -14,11 +14,12 @@ backend, i.e. the memory-efficient path) and measures:
   not depend on L (Python modules imported on first use, e.g. ``torch.utils.checkpoint`` pulls in about
   150 MB of ``torch._dynamo``; thread pools; kernel code pages) are not charged to the case; the peak is
   then reset (``/proc/self/clear_refs``, Linux) and its growth measured. ``--cold`` skips the warm-up
-  (the measurement used before, which charges those one-time costs to each case). The timed runs come
-  first; for the memory pass glibc is then told to serve every block >= 128 KiB by its own mmap (and its
-  free heap is trimmed), because glibc's adaptive mmap threshold otherwise keeps freed medium-sized
-  blocks in its heaps and per-thread arenas, and peak RSS then depends on allocation order more than on
-  the memory in use (``--glibc-default`` measures that way instead).
+  (the measurement used before, which charges those one-time costs to each case). Memory and time are
+  measured in separate processes: the memory process runs with ``MALLOC_MMAP_THRESHOLD_=131072``, so
+  glibc serves every block >= 128 KiB by its own mmap and returns it when freed. With glibc's default
+  adaptive threshold, freed medium-sized blocks stay in its heaps and per-thread arenas and peak RSS
+  depends on the order of allocations more than on the memory in use (``--glibc-default`` measures that
+  way instead). The timing process uses the default allocator.
 
 Ratios are against ``mha`` through SDPA measured in the same run at the same L. At ``--long`` L (default
 16384) the windowed/strided variants also run, and are compared with dense SDPA given the explicit
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import re
 import resource
@@ -45,6 +47,7 @@ DIM, HEADS = 64, 4
 
 
 WARMUP_L = 256
+MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's initial default, fixed for the memory process
 
 
 def _rss_mb(field: str) -> float | None:
@@ -67,31 +70,8 @@ def _reset_peak() -> bool:
     return True
 
 
-def _mmap_large_blocks(threshold: int = 128 * 1024) -> bool:
-    """glibc: serve every allocation >= ``threshold`` by its own mmap and trim the free heap.
-
-    glibc raises its mmap threshold after large blocks are freed (up to 32 MiB) and then keeps freed
-    medium-sized blocks in its heaps and per-thread arenas, so peak RSS depends on the order of
-    allocations as much as on the memory in use. A fixed threshold makes peak RSS growth track the peak
-    of live tensors. False where the C library has no ``mallopt`` (not glibc).
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt, trim = libc.mallopt, libc.malloc_trim
-    except (OSError, AttributeError):
-        return False
-    M_MMAP_THRESHOLD = -3
-    if mallopt(M_MMAP_THRESHOLD, threshold) != 1:
-        return False
-    trim(0)
-    return True
-
-
-def _case(name: str, L: int, repeats: int, warmup: bool = True, mmap_large: bool = True) -> dict:
-    """Runs inside the subprocess."""
+def _case(name: str, L: int, repeats: int, warmup: bool = True, what: str = "memory") -> dict:
+    """Runs inside the subprocess: ``what`` is ``memory`` (one measured pass) or ``time`` (``repeats`` runs)."""
     import torch
 
     from polyhead.attention import create_attention, get_attention_class
@@ -167,39 +147,39 @@ def _case(name: str, L: int, repeats: int, warmup: bool = True, mmap_large: bool
         step()
         return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
 
-    allocator = "glibc default"
-    if mmap_large:
-        # Time with the allocator's usual policy first; then make every block >= 128 KiB an mmap of its own
-        # (returned to the OS when freed), release the free heap, and measure.
-        times = timed()
-        if _mmap_large_blocks():
-            allocator = "blocks >= 128 KiB mmapped"
-        peak_mb = peak_growth_mb()
-    else:
-        peak_mb = peak_growth_mb()
-        times = timed()
-    return {
-        "variant": name,
-        "L": L,
-        "time_s": statistics.median(times),
-        "peak_mb": max(peak_mb, 0.0),
-        "allocator": allocator,
-    }
-
-
-def _measure(name: str, L: int, repeats: int, timeout: int, flags: list[str]) -> dict:
-    cmd = [sys.executable, __file__, "--_case", name, str(L), str(repeats), *flags]
-    try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"variant": name, "L": L, "error": f"timeout after {timeout}s"}
-    if res.returncode != 0:
+    if what == "memory":
+        threshold = os.environ.get("MALLOC_MMAP_THRESHOLD_")
         return {
             "variant": name,
             "L": L,
-            "error": res.stderr.strip().splitlines()[-1] if res.stderr else "failed",
+            "peak_mb": max(peak_growth_mb(), 0.0),
+            "allocator": f"MALLOC_MMAP_THRESHOLD_={threshold}" if threshold else "glibc default",
         }
+    return {"variant": name, "L": L, "time_s": statistics.median(timed())}
+
+
+def _run_case(name: str, L: int, repeats: int, timeout: int, flags: list[str], what: str, env: dict) -> dict:
+    cmd = [sys.executable, __file__, "--_case", name, str(L), str(repeats), "--_what", what, *flags]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"{what}: timeout after {timeout}s"}
+    if res.returncode != 0:
+        return {"error": f"{what}: " + (res.stderr.strip().splitlines()[-1] if res.stderr else "failed")}
     return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _measure(name: str, L: int, repeats: int, timeout: int, flags: list[str]) -> dict:
+    """Peak memory (own process, large blocks mmapped unless ``--glibc-default``) and time (own process)."""
+    mem_env = dict(os.environ)
+    if "--glibc-default" not in flags:
+        mem_env["MALLOC_MMAP_THRESHOLD_"] = str(MMAP_THRESHOLD)
+    mem = _run_case(name, L, repeats, timeout, flags, "memory", mem_env)
+    tim = _run_case(name, L, repeats, timeout, flags, "time", dict(os.environ))
+    out = {"variant": name, "L": L, **mem, **tim}
+    if "error" in mem or "error" in tim:
+        out["error"] = "; ".join(r["error"] for r in (mem, tim) if "error" in r)
+    return out
 
 
 def main() -> None:
@@ -217,12 +197,11 @@ def main() -> None:
         help="measure memory under glibc's adaptive mmap threshold (peak RSS then includes freed blocks it keeps)",
     )
     ap.add_argument("--_case", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--_what", default="memory", help=argparse.SUPPRESS)
     ns = ap.parse_args()
     if ns._case:
         name, L, repeats = ns._case
-        print(
-            json.dumps(_case(name, int(L), int(repeats), warmup=not ns.cold, mmap_large=not ns.glibc_default))
-        )
+        print(json.dumps(_case(name, int(L), int(repeats), warmup=not ns.cold, what=ns._what)))
         return
 
     from polyhead.attention import list_attention
@@ -282,7 +261,9 @@ def main() -> None:
         "dim": DIM,
         "heads": HEADS,
         "warmup_L": None if ns.cold else WARMUP_L,
-        "allocator": "glibc default" if ns.glibc_default else "blocks >= 128 KiB mmapped",
+        "memory_allocator": "glibc default"
+        if ns.glibc_default
+        else f"MALLOC_MMAP_THRESHOLD_={MMAP_THRESHOLD}",
     }
     out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"\nwrote {out}")

@@ -16,6 +16,8 @@ from polyhead.attention import create_attention, windows
 CASES = [
     ("halo", {"block_size": 2, "halo_size": 1}, (7, 6)),
     ("halo", {"block_size": 3, "halo_size": 2}, (8, 7)),
+    ("halo", {"block_size": 2, "halo_size": 1}, (4, 6)),  # whole blocks: no padding
+    ("multi_axis", {"mode": "block", "window_size": 2, "grid_size": 2}, (4, 6)),
     ("multi_axis", {"mode": "both", "window_size": 2, "grid_size": 3}, (7, 6)),
     ("multi_axis", {"mode": "grid", "window_size": 2, "grid_size": 2}, (6, 8)),
     ("lsda", {"distance": "short", "group_size": 3}, (7, 8)),

@@ -83,21 +83,6 @@ class HaloAttention(AttentionBase):
         shape = (*q.shape[:-1], idx_row.shape[-1])
         return lr.gather(-1, idx_row.expand(shape)) + lc.gather(-1, idx_col.expand(shape))
 
-    def _window_rel_logits(self, qb: Tensor, rel_row: Tensor, rel_col: Tensor) -> Tensor:
-        """Relative logits of block queries ``(N, H, b*b, Dh)`` against their window: ``(N, H, b*b, win*win)``.
-
-        Factorised per axis (as HaloNet/timm do), so no ``(b*b, win*win)`` index tensor is expanded.
-        """
-        N, H, _, Dh = qb.shape
-        b, win = self.block, self.win
-        rel = (
-            torch.arange(win, device=qb.device)[None, :] - torch.arange(b, device=qb.device)[:, None] + b - 1
-        )
-        q5 = qb.view(N, H, b, b, Dh)  # (N, H, qy, qx, Dh)
-        lr = torch.einsum("nhyxd,ywd->nhyxw", q5, rel_row[rel])  # (N, H, b, b, win) by key row
-        lc = torch.einsum("nhyxd,xwd->nhyxw", q5, rel_col[rel])  # by key column
-        return (lr[..., :, None] + lc[..., None, :]).reshape(N, H, b * b, win * win)
-
     def _blocked(self, q: Tensor, kv: Tensor, mask: Tensor | None, Hh: int, Ww: int) -> Tensor:
         """Each ``b x b`` query block against its ``(b + 2h)^2`` window, a few block rows at a time.
 
@@ -122,15 +107,29 @@ class HaloAttention(AttentionBase):
         )
         ok = F.pad(ok, (h, Wp - Ww + h, h, Hp - Hh + h), value=False)  # (B, Hp + 2h, Wp + 2h)
 
+        eye = torch.eye(win, dtype=q.dtype, device=q.device)
+        onehot = torch.cat(
+            [eye.repeat_interleave(win, 0), eye.repeat(win, 1)], dim=-1
+        )  # (win*win, 2 win): e_Y, e_X
+        rel = torch.arange(win, device=q.device)[None, :] - torch.arange(b, device=q.device)[:, None] + b - 1
+
         def chunk(qc: Tensor, kvc: Tensor, okc: Tensor, rel_row: Tensor, rel_col: Tensor) -> Tensor:
-            qb = qc.view(B, rows, b, nbx, b, C).permute(0, 1, 3, 2, 4, 5)
-            qb = qb.reshape(B * rows * nbx, b * b, Nh, Dh).transpose(1, 2)  # (N, H, b*b, Dh)
-            kw = kvc.unfold(1, win, b).unfold(2, win, b)  # (B, rows, nbx, 2C, win, win), a view
-            kw = kw.permute(0, 1, 2, 4, 5, 3).reshape(B * rows * nbx, win * win, 2, Nh, Dh)
-            k, v = kw[:, :, 0].transpose(1, 2), kw[:, :, 1].transpose(1, 2)  # (N, H, win*win, Dh)
-            key_ok = okc.unfold(1, win, b).unfold(2, win, b).reshape(B * rows * nbx, 1, 1, win * win)
-            bias = self._window_rel_logits(qb, rel_row, rel_col)  # (N, H, b*b, win*win)
-            o = attention(qb, k, v, bias=bias, mask=key_ok, scale=Dh**-0.5, backend=self.backend)
+            # Relative logits as extra dot-product dimensions: q . r_row[Y - y + b - 1] is the query's row of
+            # per-window-row logits dotted with the key's one-hot window row e_Y (likewise for columns), so no
+            # (b*b, win*win) bias exists and SDPA runs its fused kernel. Keys and values share one buffer
+            # [k | e_Y | e_X], [v | e_Y | e_X]: the fused kernel wants one head dim, and the output dims past
+            # Dh (weights times one-hots) are dropped.
+            q6 = qc.view(B, rows, b, nbx, b, Nh, Dh).permute(0, 1, 3, 2, 4, 5, 6)  # (B, r, nbx, y, x, H, Dh)
+            lr = torch.einsum("brnyxhd,ywd->brnyxhw", q6, rel_row[rel]) * Dh**0.5  # by key window row
+            lc = torch.einsum("brnyxhd,xwd->brnyxhw", q6, rel_col[rel]) * Dh**0.5  # by key window column
+            n = B * rows * nbx
+            qa = torch.cat([q6, lr, lc], dim=-1).view(n, b * b, Nh, Dh + 2 * win).transpose(1, 2)
+            kw = kvc.unfold(1, win, b).unfold(2, win, b)  # (B, r, nbx, 2C, win, win), a view
+            kw = kw.permute(0, 1, 2, 4, 5, 3).reshape(n, win * win, 2, Nh, Dh)  # a view where possible
+            kva = torch.cat([kw, onehot[None, :, None, None, :].expand(n, -1, 2, Nh, -1)], dim=-1)
+            ka, va = kva[:, :, 0].transpose(1, 2), kva[:, :, 1].transpose(1, 2)  # (N, H, win*win, Dh + 2 win)
+            key_ok = okc.unfold(1, win, b).unfold(2, win, b).reshape(n, 1, 1, win * win)
+            o = attention(qa, ka, va, mask=key_ok, scale=Dh**-0.5, backend=self.backend)[..., :Dh]
             return o.transpose(1, 2).reshape(B, rows, nbx, b, b, C).permute(0, 1, 3, 2, 4, 5)
 
         chunks = zip(
