@@ -16,11 +16,18 @@ and, with ``--train-rows N`` (default 200k), the AutoInt training comparison on 
 (every field as a categorical index; embedding 16, 3 attention layers, 2 heads, Adam 1e-3, batch 1024,
 ``--epochs`` epochs on the 8/10 train split, AUC on the 1/10 test split):
 
-- ``polyhead AutoInt``: ``polyhead.ctr`` through Lightning (no validation during the timed fit);
+- ``polyhead AutoInt``: ``polyhead.ctr`` through Lightning (no validation during the timed fit), with
+  ``wide=True`` and attention size 8 to be the same model as DeepCTR's;
 - ``DeepCTR-Torch AutoInt``: ``deepctr_torch.models.AutoInt`` with its own ``fit``/``predict``
   (``dnn_hidden_units=()``, i.e. AutoInt without the DNN; DeepCTR adds its linear part).
 
-Throughput is training rows per second of wall time in the fit call. Prints a table and writes JSON.
+Throughput is training rows per second of wall time in the fit call. ``--repeats`` rounds alternate
+the order of the two trainers and the median of the per-round ratios is reported (the load of a shared
+machine changes between runs). ``--threads`` sets torch's threads in both (on an oversubscribed
+machine 2 threads can be several times slower than 1). ``--precision bf16-mixed --backend math`` trains
+polyhead under CPU bf16 autocast (DeepCTR has no such option). Prints a table and writes JSON.
+
+    uv run --group bench python pipelines/bench/ctr.py --steps '' --threads 1   # training only
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -83,10 +91,12 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
     torch.manual_seed(0)
     dm = CTRDataModule(data_path=src, cache_dir=str(Path(cache).parent))
     dm.setup("fit")
-    # DeepCTR-Torch's AutoInt keeps the embedding width (attention size = 16 / 2 heads = 8): match it.
+    # DeepCTR-Torch's AutoInt keeps the embedding width (attention size = 16 / 2 heads = 8) and always
+    # adds a linear (first-order) logit: match both.
     model = CTRModule(
         model="autoint",
         attn_size=8,
+        wide=True,
         attention={"name": "mha", "backend": opts["backend"]},
         early_stop_patience=None,
         lr_patience=None,
@@ -185,6 +195,7 @@ def main() -> None:
     )
     ap.add_argument("--backend", default="auto", help="functional.attention backend of polyhead's mha")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each training subprocess")
+    ap.add_argument("--repeats", type=int, default=3, help="rounds of the training comparison")
     ap.add_argument("--_step", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_train", nargs=3, help=argparse.SUPPRESS)
     ns = ap.parse_args()
@@ -231,7 +242,8 @@ def main() -> None:
             print(f"{r['step']:<24}  error: {r['error']}")
         else:
             print(f"{r['step']:<24}{r['seconds']:>10.1f}{r['peak_rss_mb']:>14.0f}  {' '.join(r['stderr'])}")
-    training = []
+    training: list[dict] = []
+    summary: dict = {}
     if ns.train_rows:
         from polyhead.ctr.data.formats import criteo_spec
         from polyhead.ctr.data.prepare import preprocess
@@ -240,34 +252,59 @@ def main() -> None:
         if not tdata.is_file():
             generate_criteo(tdata, ns.train_rows, seed=0)
         cache = preprocess(tdata, criteo_spec(), work / "train_cache")
-        for name in TRAINERS:
-            res = subprocess.run(
-                [sys.executable, __file__, "--_train", name, str(cache), str(ns.epochs), *_opt_args(opts)],
-                capture_output=True,
-                text=True,
-            )
-            if res.returncode != 0:
-                training.append({"trainer": name, "error": res.stderr.strip().splitlines()[-1]})
-            else:
-                training.append(json.loads(res.stdout.strip().splitlines()[-1]))
-        print(f"\nAutoInt training, {ns.train_rows} generated rows, {ns.epochs} epoch(s)")
-        print(f"{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}  precision")
+        # Rounds alternate the order of the two trainers; on a shared machine the load changes from
+        # minute to minute, so each round's ratio compares runs made back to back.
+        for rnd in range(ns.repeats):
+            names = list(TRAINERS) if rnd % 2 == 0 else list(TRAINERS)[::-1]
+            for name in names:
+                res = subprocess.run(
+                    [
+                        sys.executable,
+                        __file__,
+                        "--_train",
+                        name,
+                        str(cache),
+                        str(ns.epochs),
+                        *_opt_args(opts),
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                if res.returncode != 0:
+                    training.append(
+                        {"trainer": name, "round": rnd, "error": res.stderr.strip().splitlines()[-1]}
+                    )
+                else:
+                    training.append({**json.loads(res.stdout.strip().splitlines()[-1]), "round": rnd})
+        print(
+            f"\nAutoInt training, {ns.train_rows} generated rows, {ns.epochs} epoch(s), {ns.threads} thread(s)"
+        )
+        print(f"{'round':<6}{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}  precision")
         for r in training:
             if "error" in r:
-                print(f"{r['trainer']:<24}  error: {r['error']}")
+                print(f"{r['round']:<6}{r['trainer']:<24}  error: {r['error']}")
             else:
                 print(
-                    f"{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}{r['test_auc']:>10.4f}"
-                    f"  {r['precision']}"
+                    f"{r['round']:<6}{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}"
+                    f"{r['test_auc']:>10.4f}  {r['precision']}"
                 )
-        ok = [r for r in training if "error" not in r]
-        if len(ok) == 2:
+        ratios = []
+        for rnd in range(ns.repeats):
+            by = {r["trainer"]: r for r in training if r["round"] == rnd and "error" not in r}
+            if len(by) == 2:
+                ratios.append(
+                    by["polyhead AutoInt"]["rows_per_s"] / by["DeepCTR-Torch AutoInt"]["rows_per_s"]
+                )
+        if ratios:
             print(
-                f"throughput ratio polyhead / DeepCTR-Torch: {ok[0]['rows_per_s'] / ok[1]['rows_per_s']:.2f}"
+                "throughput ratio polyhead / DeepCTR-Torch per round: "
+                + ", ".join(f"{x:.2f}" for x in ratios)
+                + f"; median {statistics.median(ratios):.2f}"
             )
+        summary = {"ratios": ratios, "median_ratio": statistics.median(ratios) if ratios else None}
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"rows": ns.rows, "file_mb": size_mb, "results": rows, "training": training}
+    payload = {"rows": ns.rows, "file_mb": size_mb, "results": rows, "training": training, **summary}
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
 

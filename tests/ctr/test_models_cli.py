@@ -22,6 +22,7 @@ CARDS = [5, 7, 3, 11]
     [
         lambda: AutoInt(CARDS),
         lambda: AutoInt(CARDS, dnn_hidden=[8]),
+        lambda: AutoInt(CARDS, wide=True),
         lambda: AutoInt(CARDS, attention={"name": "moh"}),
         lambda: LogisticRegression(CARDS),
         lambda: FactorizationMachine(CARDS, 4),
@@ -33,6 +34,18 @@ def test_model_shapes(make) -> None:
     idx = torch.stack([torch.randint(0, c, (6,)) for c in CARDS], 1)
     logit, aux = make()(idx, torch.ones(6, 4))
     assert logit.shape == (6,)
+
+
+def test_autoint_wide_adds_the_first_order_logit() -> None:
+    torch.manual_seed(0)
+    model = AutoInt(CARDS, num_layers=1, attn_size=4, wide=True)
+    idx = torch.stack([torch.randint(0, c, (5,)) for c in CARDS], 1)
+    val = torch.ones(5, 4)
+    with torch.no_grad():
+        model.wide.weights.table.weight.normal_()
+    deep = model.out(model.layers[0](model.embedding(idx, val))[0].flatten(1)).squeeze(-1)
+    first = model.wide.weights.table.weight[idx + model.wide.weights.offsets].sum((1, 2)) + model.wide.bias
+    torch.testing.assert_close(model(idx, val)[0], deep + first)
 
 
 def test_fm_matches_pairwise_definition() -> None:

@@ -204,6 +204,7 @@ class CTRModule(pl.LightningModule):
         attention: attention variant, ``{"name": "mha", ...}`` (any name from polyhead.attention).
         dnn_hidden: DNN / AutoInt+ hidden sizes.
         dropout: DNN dropout.
+        wide: AutoInt / AutoInt+ with an added first-order (logistic-regression) logit.
         lr: Adam learning rate (paper: 1e-3).
         weight_decay: Adam weight decay.
         early_stop_patience: epochs without val AUC improvement before stopping (None: no early stopping).
@@ -222,6 +223,7 @@ class CTRModule(pl.LightningModule):
         attention: dict[str, Any] | None = None,
         dnn_hidden: list[int] | None = None,
         dropout: float = 0.0,
+        wide: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         early_stop_patience: int | None = 2,
@@ -252,6 +254,7 @@ class CTRModule(pl.LightningModule):
                 attention=hp.attention or {"name": "mha"},
                 dnn_hidden=hidden if hp.model == "autoint+" else None,
                 dropout=hp.dropout,
+                wide=hp.wide,
             )
         elif hp.model == "lr":
             self.net = LogisticRegression(cardinalities)

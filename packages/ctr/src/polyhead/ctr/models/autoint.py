@@ -8,7 +8,8 @@ paper's 2 heads). polyhead's attention modules keep the token width, so the firs
 16-dim embeddings to that width before the attention (the paper's per-head W_query/W_key/W_value
 projections from 16 to 32 are then the attention module's own projections). The output concatenates
 all fields and a linear layer gives the logit. AutoInt+ adds a parallel DNN on the raw embeddings and
-sums the two logits. The attention variant is configurable (``attention``), ``mha`` by default.
+sums the two logits; ``wide`` adds a first-order (logistic-regression) logit. The attention variant is
+configurable (``attention``), ``mha`` by default.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from polyhead.attention import create_attention
-from polyhead.ctr.models.baselines import MLP
+from polyhead.ctr.models.baselines import MLP, LogisticRegression
 from polyhead.ctr.models.embedding import FieldEmbedding
 
 
@@ -50,6 +51,8 @@ class AutoInt(nn.Module):
         attention: attention variant config, e.g. ``{"name": "mha"}``.
         dnn_hidden: hidden sizes of the parallel DNN (AutoInt+); empty for plain AutoInt.
         dropout: DNN dropout.
+        wide: add a logistic-regression (first-order) logit, as DeepCTR-Torch's AutoInt always does and
+            FuxiCTR's ``use_wide`` option; the paper's AutoInt has none.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class AutoInt(nn.Module):
         attention: dict[str, Any] | None = None,
         dnn_hidden: list[int] | None = None,
         dropout: float = 0.0,
+        wide: bool = False,
     ) -> None:
         super().__init__()
         attention = attention or {"name": "mha"}
@@ -75,6 +79,7 @@ class AutoInt(nn.Module):
         )
         self.out = nn.Linear(F * (width if num_layers else embed_dim), 1)
         self.dnn = MLP(F * embed_dim, dnn_hidden, dropout) if dnn_hidden else None
+        self.wide = LogisticRegression(cardinalities) if wide else None
 
     def forward(self, idx: Tensor, val: Tensor) -> tuple[Tensor, Tensor | None]:
         e = self.embedding(idx, val)  # (B, F, d)
@@ -87,4 +92,6 @@ class AutoInt(nn.Module):
         logit = self.out(h.flatten(1)).squeeze(-1)
         if self.dnn is not None:
             logit = logit + self.dnn(e.flatten(1)).squeeze(-1)
+        if self.wide is not None:
+            logit = logit + self.wide(idx, val)[0]
         return logit, aux
