@@ -283,7 +283,10 @@ class CTRModule(pl.LightningModule):
 
     def forward(self, idx: Tensor, val: Tensor) -> tuple[Tensor, Tensor | None]:
         assert self.net is not None, "model not built: call build(cardinalities) or run through a Trainer"
-        return self.net(idx, val)
+        logit, aux = self.net(idx, val)
+        # float32 logits: under bf16 autocast the output layer gives bf16, whose ~3 significant digits tie
+        # most probabilities of a barely trained model (AUC exactly 0.5) and coarsen the loss.
+        return logit.float(), aux
 
     def training_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         idx, val, y = batch
