@@ -188,6 +188,7 @@ def main() -> None:
     ap.add_argument("--long", type=int, default=16384, help="L for the linear-memory variants (0 to skip)")
     ap.add_argument("--variants", nargs="+", default=None)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--long-repeats", type=int, default=1, help="timed runs per case at --long L")
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--out", default="runs/bench/attention.json")
     ap.add_argument("--cold", action="store_true", help="no warm-up pass: charge one-time costs to each case")
@@ -218,16 +219,17 @@ def main() -> None:
             r = _measure(name, L, ns.repeats, ns.timeout, flags)
             if "error" not in r and "error" not in base:
                 r["time_ratio"] = r["time_s"] / base["time_s"]
-                r["mem_ratio"] = r["peak_mb"] / max(base["peak_mb"], 1e-6)
+                if base["peak_mb"] >= 1.0:  # below 1 MB the baseline's growth is noise, not a denominator
+                    r["mem_ratio"] = r["peak_mb"] / base["peak_mb"]
             rows.append(r)
             print(json.dumps(r), flush=True)
     if ns.long:
         L = ns.long
-        dense = _measure("dense_explicit_mask", L, 1, ns.timeout, flags)
-        base = _measure("mha", L, 1, ns.timeout, flags)
+        dense = _measure("dense_explicit_mask", L, ns.long_repeats, ns.timeout, flags)
+        base = _measure("mha", L, ns.long_repeats, ns.timeout, flags)
         rows += [{**dense, "baseline": "dense sdpa + explicit mask"}, {**base, "baseline": "mha/sdpa"}]
         for name in [v for v in LINEAR_MEMORY if v in variants]:
-            r = _measure(name, L, 1, ns.timeout, flags)
+            r = _measure(name, L, ns.long_repeats, ns.timeout, flags)
             if "error" not in r and "error" not in dense:
                 r["mem_vs_dense_mask"] = r["peak_mb"] / max(dense["peak_mb"], 1e-6)
                 r["under_quarter"] = r["mem_vs_dense_mask"] < 0.25
