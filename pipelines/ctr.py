@@ -1,4 +1,4 @@
-"""Recipe: AutoInt vs LR / FM / DNN on generated Criteo-format data or a real Criteo/Avazu file.
+"""Recipe: AutoInt and AutoInt+ vs LR / FM / DNN on generated Criteo-format data or a real Criteo file.
 
     uv run python pipelines/ctr.py                       # 200k generated rows (the quick mode)
     uv run python pipelines/ctr.py --rows 2000000        # a bigger generated set
