@@ -68,7 +68,10 @@ def write_report(results: dict[str, dict], path: Path, title: str) -> None:
             "",
         ]
         lines += [f"- {k}: {v}" for k, v in ex["planted_pair_ranks"].items()]
-        lines += ["", "![field attention](media/)"]
+        run_dir = Path(results["autoint"].get("run_dir", path.parent))
+        figs = sorted((run_dir / "media").glob("explain_field_attention*.png"))
+        if figs:  # the report is written into the AutoInt run directory, next to media/
+            lines += ["", f"![field attention](media/{figs[-1].name})"]
     path.write_text("\n".join(lines) + "\n")
 
 
