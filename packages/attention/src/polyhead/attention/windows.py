@@ -91,44 +91,6 @@ def window_relative_index(size: int, device: torch.device | None = None) -> Tens
     return d[..., 0] * (2 * size - 1) + d[..., 1]
 
 
-def partition(t: Tensor, H: int, W: int, size: int, kind: str) -> Tensor:
-    """``(B, H*W, C)`` -> ``(B, n_groups, size*size, C)`` (zero-padded to multiples of ``size``)."""
-    B, L, C = t.shape
-    Hp, Wp = padded_size(H, size), padded_size(W, size)
-    g = F.pad(t.view(B, H, W, C), (0, 0, 0, Wp - W, 0, Hp - H))
-    if kind == "block":
-        g = g.view(B, Hp // size, size, Wp // size, size, C).permute(0, 1, 3, 2, 4, 5)
-    else:  # grid: group = (y mod s, x mod s), in-group = (y // s, x // s)
-        g = g.view(B, size, Hp // size, size, Wp // size, C).permute(0, 2, 4, 1, 3, 5)
-    return g.reshape(B, -1, size * size, C)
-
-
-def unpartition(g: Tensor, H: int, W: int, size: int, kind: str) -> Tensor:
-    """Inverse of :func:`partition`: ``(B, n_groups, size*size, C)`` -> ``(B, H*W, C)``."""
-    B, _, _, C = g.shape
-    Hp, Wp = padded_size(H, size), padded_size(W, size)
-    if kind == "block":
-        t = g.view(B, Hp // size, Wp // size, size, size, C).permute(0, 1, 3, 2, 4, 5)
-    else:
-        t = g.view(B, Hp // size, Wp // size, size, size, C).permute(0, 3, 1, 4, 2, 5)
-    return t.reshape(B, Hp, Wp, C)[:, :H, :W].reshape(B, H * W, C)
-
-
-def partition_mask(
-    mask: Tensor | None, B: int, H: int, W: int, size: int, kind: str, device: torch.device
-) -> Tensor:
-    """Key-validity ``(B, n_groups, size*size)``: False for padding and for masked tokens."""
-    valid = torch.ones(B, H * W, 1, device=device) if mask is None else mask[..., None].to(torch.float32)
-    return partition(valid, H, W, size, kind)[..., 0] > 0.5
-
-
-def heads_to_groups(t: Tensor, H: int, W: int, size: int, kind: str) -> Tensor:
-    """Per-head tokens ``(B, h, L, Dh)`` -> per-group ``(B * n_groups, h, size^2, Dh)``."""
-    B, h, L, Dh = t.shape
-    g = partition(t.transpose(1, 2).reshape(B, L, h * Dh), H, W, size, kind)
-    return g.view(B * g.shape[1], size * size, h, Dh).transpose(1, 2)
-
-
 def _group_view(g: Tensor, size: int, kind: str) -> Tensor:
     """Padded grid ``(B, Hp, Wp, *rest)`` as a view whose dim 1 (block) or 2 (grid) indexes group rows.
 
