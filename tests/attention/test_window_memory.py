@@ -44,24 +44,35 @@ def _grads(m: torch.nn.Module, x: torch.Tensor, ctx, mask, shape) -> list[torch.
     ]
 
 
+def _perturbed(name: str, **kw) -> torch.nn.Module:
+    """A float64 module whose parameters are moved off their initialisation (so every path matters)."""
+    m = create_attention(name, dim=16, num_heads=4, **kw).double()
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    return m
+
+
+def _assert_sdpa_matches_math(m: torch.nn.Module, x: torch.Tensor, ctx, mask, shape) -> None:
+    """Outputs and every gradient of the chunked sdpa path equal the math oracle (float64, 1e-10)."""
+    m.backend = "math"
+    ref = _grads(m, x, ctx, mask, shape)
+    m.backend = "sdpa"
+    got = _grads(m, x, ctx, mask, shape)
+    for a, b in zip(got, ref, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+
+
 @pytest.mark.parametrize("masked", [False, True])
 @pytest.mark.parametrize(("name", "kw", "grid"), CASES, ids=lambda c: str(c))
 def test_many_chunks_match_oracle(name, kw, grid, masked, monkeypatch) -> None:
     monkeypatch.setattr(windows, "SCORE_BUDGET", 16)  # one group row / block per chunk
     torch.manual_seed(0)
-    m = create_attention(name, dim=16, num_heads=4, **kw).double()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.2 * torch.randn_like(p))
+    m = _perturbed(name, **kw)
     L = grid[0] * grid[1] if grid else 23
     x = torch.randn(2, L, 16, dtype=torch.float64)
     mask = (torch.rand(2, L) > 0.3) if masked else None
-    m.backend = "math"
-    ref = _grads(m, x, None, mask, grid)
-    m.backend = "sdpa"
-    got = _grads(m, x, None, mask, grid)
-    for a, b in zip(got, ref, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    _assert_sdpa_matches_math(m, x, None, mask, grid)
 
 
 @pytest.mark.parametrize("name", ["s2", "dma"])
@@ -74,19 +85,11 @@ def test_cross_attention_longer_context_matches_oracle(name, monkeypatch) -> Non
         if name == "s2"
         else {"window": 6, "chunk_size": 4}
     )
-    m = create_attention(name, dim=16, num_heads=4, **kw).double()
-    with torch.no_grad():
-        for p in m.parameters():
-            p.add_(0.2 * torch.randn_like(p))
+    m = _perturbed(name, **kw)
     L = 13 if name == "s2" else 10  # S2: S - L = 9 = 3 blocks
     x, ctx = torch.randn(2, L, 16, dtype=torch.float64), torch.randn(2, 22, 16, dtype=torch.float64)
     mask = torch.rand(2, 22) > 0.25
-    m.backend = "math"
-    ref = _grads(m, x, ctx, mask, None)
-    m.backend = "sdpa"
-    got = _grads(m, x, ctx, mask, None)
-    for a, b in zip(got, ref, strict=True):
-        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-10)
+    _assert_sdpa_matches_math(m, x, ctx, mask, None)
 
 
 class _Largest(TorchDispatchMode):
