@@ -133,37 +133,26 @@ def dma_chunked_attention(
     if key_padding is not None:
         score = score.masked_fill(~key_padding[:, None, :], float("-inf"))
     off = S - L
-    outs = []
-    if not causal:
+    if causal:
+        # Running top-w of the keys before the current chunk's queries (-inf placeholders where fewer exist).
+        run_idx = torch.zeros(B, H, w, dtype=torch.long, device=q.device)
+        run_score = torch.full((B, H, w), float("-inf"), dtype=torch.float64, device=q.device)
+        if off > 0:
+            top = score[..., :off].topk(min(w, off), dim=-1)
+            run_idx[..., : top.indices.shape[-1]] = top.indices
+            run_score[..., : top.values.shape[-1]] = top.values
+    else:  # every query keeps the same global top-w keys
         top = score.topk(w, dim=-1)
-        for qc in q.split(chunk_size, dim=2):
-            outs.append(
-                recompute_in_backward(
-                    lambda qc, k, v, bias, c=top.indices, cs=top.values: _candidate_attention(
-                        qc, k, v, bias, c, cs, None, w, backend
-                    ),
-                    qc,
-                    k,
-                    v,
-                    bias,
-                )
-            )
-        return torch.cat(outs, dim=2)
-    # Running top-w of the keys before the current chunk's queries (-inf placeholders where fewer exist).
-    run_idx = torch.zeros(B, H, w, dtype=torch.long, device=q.device)
-    run_score = torch.full((B, H, w), float("-inf"), dtype=torch.float64, device=q.device)
-    if off > 0:
-        top = score[..., :off].topk(min(w, off), dim=-1)
-        run_idx[..., : top.indices.shape[-1]] = top.indices
-        run_score[..., : top.values.shape[-1]] = top.values
-    s = 0
+        cand, cand_score, q_pos = top.indices, top.values, None
+    outs, s = [], 0
     for qc in q.split(chunk_size, dim=2):
         e = s + qc.shape[2]
-        p0, p1 = s + off, e + off  # this chunk's query positions = its new keys
-        new = torch.arange(p0, p1, device=q.device).expand(B, H, p1 - p0)
-        cand = torch.cat([run_idx, new], dim=-1)  # (B, H, w + c)
-        cand_score = torch.cat([run_score, score[..., p0:p1]], dim=-1)
-        q_pos = torch.arange(p0, p1, device=q.device)[:, None]  # (c, 1)
+        if causal:
+            p0, p1 = s + off, e + off  # this chunk's query positions = its new keys
+            new = torch.arange(p0, p1, device=q.device).expand(B, H, p1 - p0)
+            cand = torch.cat([run_idx, new], dim=-1)  # (B, H, w + c)
+            cand_score = torch.cat([run_score, score[..., p0:p1]], dim=-1)
+            q_pos = torch.arange(p0, p1, device=q.device)[:, None]  # (c, 1)
         outs.append(
             recompute_in_backward(
                 lambda qc, k, v, bias, c=cand, cs=cand_score, qp=q_pos: _candidate_attention(
@@ -175,8 +164,9 @@ def dma_chunked_attention(
                 bias,
             )
         )
-        top = cand_score.topk(w, dim=-1)
-        run_idx, run_score = cand.gather(-1, top.indices), top.values
+        if causal:
+            top = cand_score.topk(w, dim=-1)
+            run_idx, run_score = cand.gather(-1, top.indices), top.values
         s = e
     return torch.cat(outs, dim=2)
 
