@@ -104,23 +104,51 @@ def test_generated_data_cache_and_unseen_categories(tmp_path: Path) -> None:
 
 
 def test_generator_true_logits_match_the_written_labels(tmp_path: Path) -> None:
-    """``true_logits`` reproduces the logit behind every written line (across chunk boundaries), so it
-    scores far above chance on the labels, and the planted interactions carry more of it than the first-
-    order effects (a model must learn interactions)."""
+    """``true_effects`` reproduces the logit behind every written line (across chunk boundaries) and its
+    parts, so it scores far above chance on the labels, and the planted interactions carry more of it than
+    the first-order effects (a model must learn interactions)."""
     import numpy as np
     import torch
     from torchmetrics.functional.classification import binary_auroc
 
-    from polyhead.ctr.data.synthetic import sample_chunk, true_logits
+    from polyhead.ctr.data.synthetic import sample_chunk, true_effects
 
     f = generate_criteo(tmp_path / "gen.tsv", 12_000, seed=5, chunk_rows=5_000)
     labels = pl.read_csv(f, separator="\t", has_header=False, columns=[0])[:, 0].to_numpy()
-    logit = true_logits(12_000, seed=5, chunk_rows=5_000)
+    effects = true_effects(12_000, seed=5, chunk_rows=5_000)
+    logit = effects.pop("logit")
     parts = sample_chunk(5, 0, 5_000)
     assert np.array_equal(labels[:5_000], parts["label"]) and np.allclose(logit[:5_000], parts["logit"])
+    assert sorted(effects) == ["main", "pair:C10xC14", "pair:C1xC2", "pair:C3xC8", "pair:C5xI4", "triple"]
+    assert np.allclose(sum(effects.values()) - 1.2, logit)
     assert binary_auroc(torch.from_numpy(logit), torch.from_numpy(labels).long()).item() > 0.8
     inter = parts["logit"] - parts["logit_main"] + 1.2
     assert inter.var() > 3 * parts["logit_main"].var()
+
+
+def test_effect_recovery_reads_the_gain_of_each_effect() -> None:
+    """A logit built from known effects at known gains (one left out, plus noise): the fit returns those
+    gains, and r2 is the share of the logit's variance they explain."""
+    import numpy as np
+
+    from polyhead.ctr.explain import effect_recovery
+
+    rng = np.random.default_rng()
+    n = 50_000
+    effects = {
+        "main": rng.normal(0, 1, n),
+        "pair:AxB": rng.normal(0, 1.3, n),
+        "triple": rng.normal(0, 0.7, n),
+    }
+    gains = {"main": rng.uniform(0.2, 1.0), "pair:AxB": 0.0, "triple": rng.uniform(0.2, 1.0)}
+    signal = sum(g * effects[k] for k, g in gains.items())
+    noise = rng.normal(0, 0.5, n)
+    got = effect_recovery(0.3 + signal + noise, effects)
+    for k, g in gains.items():
+        assert got[k] == pytest.approx(g, abs=0.02)
+    assert got["r2"] == pytest.approx(signal.var() / (signal + noise).var(), abs=0.02)
+    exact = effect_recovery(-1.0 + 0.5 * effects["main"], {"main": effects["main"]})
+    assert exact["main"] == pytest.approx(0.5, abs=1e-9) and exact["r2"] == pytest.approx(1.0, abs=1e-9)
 
 
 def test_generator_integer_effects_are_smooth_in_log_count() -> None:

@@ -124,4 +124,11 @@ def test_pipeline_runs_models_and_writes_report(tmp_path: Path) -> None:
     assert all(0.4 < r["metrics"]["test/auc"] <= 1 for r in results.values())
     report = tmp_path / "report.md"
     write_report(results, report, "t")
-    assert "| lr |" in report.read_text() and "| fm |" in report.read_text()
+    text = report.read_text()
+    assert "| lr |" in text and "| fm |" in text
+    # Generated data: every model's test logit is fitted against the planted effects.
+    for r in results.values():
+        rec = r["explain"]["effect_recovery"]
+        assert set(rec) == {"main", "pair:C1xC2", "pair:C3xC8", "pair:C5xI4", "pair:C10xC14", "triple", "r2"}
+        assert 0 <= rec["r2"] <= 1
+    assert "| model | main | pair:C1xC2 |" in text and text.count("| fm |") == 2

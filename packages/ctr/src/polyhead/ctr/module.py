@@ -31,9 +31,9 @@ from polyhead.ctr.data.synthetic import (
     PLANTED_PAIRS,
     PLANTED_TRIPLE,
     generate_criteo,
-    true_logits,
+    true_effects,
 )
-from polyhead.ctr.explain import pair_ranks, pair_scores, plot_field_attention, rank_pairs
+from polyhead.ctr.explain import effect_recovery, pair_ranks, pair_scores, plot_field_attention, rank_pairs
 from polyhead.ctr.models import DNN, AutoInt, FactorizationMachine, LogisticRegression
 from polyhead.train import log_figure, run_dir, stateful_loader
 
@@ -239,6 +239,7 @@ class CTRModule(pl.LightningModule):
             setattr(self, f"{split}_logloss", torchmetrics.MeanMetric())
         self._maps: Tensor | None = None
         self._map_count = 0
+        self._test_logits: list[Tensor] = []
         self._predictions: list[Tensor] = []
 
     def build(self, cardinalities: list[int]) -> None:
@@ -298,13 +299,14 @@ class CTRModule(pl.LightningModule):
             loss = loss + aux
         return loss
 
-    def _eval_step(self, split: str, batch: tuple[Tensor, Tensor, Tensor]) -> None:
+    def _eval_step(self, split: str, batch: tuple[Tensor, Tensor, Tensor]) -> Tensor:
         idx, val, y = batch
         logit, _ = self(idx, val)
         getattr(self, f"{split}_auc").update(torch.sigmoid(logit), y.long())
         getattr(self, f"{split}_logloss").update(
             F.binary_cross_entropy_with_logits(logit, y, reduction="none")
         )
+        return logit
 
     def _eval_end(self, split: str) -> None:
         self.log(f"{split}/auc", getattr(self, f"{split}_auc").compute(), prog_bar=True, sync_dist=True)
@@ -323,12 +325,12 @@ class CTRModule(pl.LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
         explain = isinstance(self.net, AutoInt) and batch_idx < self.hparams.explain_batches
         if not explain:
-            self._eval_step("test", batch)
+            self._test_logits.append(self._eval_step("test", batch).detach().cpu())
             return
         from polyhead.attention.analysis import capture_attention
 
         with capture_attention(self.net) as maps:
-            self._eval_step("test", batch)
+            self._test_logits.append(self._eval_step("test", batch).detach().cpu())
         # (layers, heads, F, F): mean over the batch of each layer's field-to-field attention.
         batch_maps = torch.stack([ws[0].mean(0) for ws in maps.values()]).cpu()
         self._maps = batch_maps if self._maps is None else self._maps + batch_maps
@@ -336,34 +338,51 @@ class CTRModule(pl.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._eval_end("test")
-        if self._maps is None or not self.trainer.is_global_zero:
+        logits = torch.cat(self._test_logits) if self._test_logits else None
+        maps, count = self._maps, self._map_count
+        self._test_logits, self._maps, self._map_count = [], None, 0
+        if not self.trainer.is_global_zero:
             return
-        mean_maps = self._maps / self._map_count
-        self._maps, self._map_count = None, 0
         dm = self.trainer.datamodule
-        names = dm.encoder.names
-        ranking = rank_pairs(pair_scores(mean_maps), names)
-        report: dict[str, Any] = {"top_pairs": [list(p) for p in ranking[:15]]}
-        if getattr(dm, "planted", False):
-            # The generator's true logit on the same test rows: the Bayes-optimal AUC of this data.
-            logit = torch.from_numpy(true_logits(dm.generate_rows, seed=dm.seed))[dm.test_lines - 1]
+        report: dict[str, Any] = {}
+        ranking = None
+        if maps is not None:
+            mean_maps = maps / count
+            ranking = rank_pairs(pair_scores(mean_maps), dm.encoder.names)
+            report["top_pairs"] = [list(p) for p in ranking[:15]]
+        # On the generated data the true logit and its planted parts are known for every test row (one
+        # process: under DDP each rank saw only its share of the rows, so this is skipped).
+        if getattr(dm, "planted", False) and logits is not None and len(logits) == len(dm.test_lines):
+            rows = dm.test_lines.numpy() - 1
+            effects = {k: v[rows] for k, v in true_effects(dm.generate_rows, seed=dm.seed).items()}
+            truth = torch.from_numpy(effects.pop("logit"))
             _, _, y = dm.splits["test"]
+            # The generator's true logit on the same test rows: the Bayes-optimal AUC of this data.
             report["bayes_auc"] = torchmetrics.functional.classification.binary_auroc(
-                logit.float(), y.long()
+                truth.float(), y.long()
             ).item()
             self.log("test/bayes_auc", report["bayes_auc"])
-            a, b, c = PLANTED_TRIPLE
-            planted = [*PLANTED_PAIRS, (a, b), (a, c), (b, c)]
-            ranks = pair_ranks(ranking, planted)
-            report["planted_pair_ranks"] = ranks
-            report["num_pairs"] = len(ranking)
-            for k, r in ranks.items():
-                self.log(f"test/rank_{k}", float(r))
+            report["effect_recovery"] = effect_recovery(logits.double().numpy(), effects)
+            for k, g in report["effect_recovery"].items():
+                self.log(f"test/recovery_{k.replace(':', '_')}", g)
+            if ranking is not None:
+                a, b, c = PLANTED_TRIPLE
+                planted = [*PLANTED_PAIRS, (a, b), (a, c), (b, c)]
+                ranks = pair_ranks(ranking, planted)
+                report["planted_pair_ranks"] = ranks
+                report["num_pairs"] = len(ranking)
+                for k, r in ranks.items():
+                    self.log(f"test/rank_{k}", float(r))
+        if not report:
+            return
         out = run_dir(self.trainer)
         out.mkdir(parents=True, exist_ok=True)
         (out / "explain.json").write_text(json.dumps(report, indent=2) + "\n")
-        torch.save(mean_maps, out / "field_attention.pt")
-        log_figure(self.trainer, "explain/field_attention", plot_field_attention(mean_maps, names))
+        if maps is not None:
+            torch.save(mean_maps, out / "field_attention.pt")
+            log_figure(
+                self.trainer, "explain/field_attention", plot_field_attention(mean_maps, dm.encoder.names)
+            )
 
     def predict_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> Tensor:
         idx, val, _ = batch

@@ -16,7 +16,8 @@ Generative model of the click logit (version 2), a latent-factor model of click 
 Version 1 had near-constant first-order effects (a function of the value id mod 5) and gave I4 an
 independent factor per raw value, part of which the ``floor(ln(x)^2)`` buckets of every CTR pipeline
 merge away. ``PLANTED_PAIRS`` lists the interacting field pairs (the triple contributes its three pairs
-too), for checking the attention explanations; ``sample_chunk`` returns the true logit and its parts.
+too), for checking the attention explanations; ``sample_chunk`` returns the true logit and its parts,
+``true_effects`` the same for every line of a file.
 """
 
 from __future__ import annotations
@@ -132,12 +133,14 @@ def sample_chunk(seed: int, start: int, n: int) -> dict[str, np.ndarray]:
     }
 
 
-def true_logits(rows: int, *, seed: int = 0, chunk_rows: int = 500_000) -> np.ndarray:
+def true_effects(rows: int, *, seed: int = 0, chunk_rows: int = 500_000) -> dict[str, np.ndarray]:
     """The click logit of every line of ``generate_criteo(path, rows, seed=seed, chunk_rows=chunk_rows)``
-    (line ``i`` is element ``i - 1``): scoring the test lines with it gives the Bayes-optimal AUC."""
-    return np.concatenate(
-        [sample_chunk(seed, s, min(chunk_rows, rows - s))["logit"] for s in range(0, rows, chunk_rows)]
-    )
+    and its parts (line ``i`` is element ``i - 1``): ``logit``, ``main`` (first-order), one
+    ``pair:<a>x<b>`` per planted pair and ``triple``. Scoring test lines with ``logit`` gives the
+    Bayes-optimal AUC; the parts show which planted effects a model has learnt (``explain.effect_recovery``)."""
+    chunks = [sample_chunk(seed, s, min(chunk_rows, rows - s)) for s in range(0, rows, chunk_rows)]
+    keys = ["logit", *(k.removeprefix("logit_") for k in chunks[0] if k.startswith("logit_"))]
+    return {k: np.concatenate([ch["logit" if k == "logit" else f"logit_{k}"] for ch in chunks]) for k in keys}
 
 
 def generate_criteo(path: str | Path, rows: int, *, seed: int = 0, chunk_rows: int = 500_000) -> Path:
