@@ -8,26 +8,23 @@ For head ``h`` the (query block ``i``, key block ``j``) pair is attended iff it 
 with different ``h * head_step`` see different residues, so the union over heads covers the context. The
 first ``num_dense_heads`` heads attend densely. Inside a block pair the token-level causal mask applies.
 
-On the ``sdpa`` path queries are processed a few blocks at a time: a chunk of query blocks gathers, per
-head, the union of the key blocks its blocks may see (the local blocks around the chunk plus that head's
-strided shard, which is shared by every query block of the chunk) and runs one dense attention against
-them with the token-level pattern as mask; each chunk is recomputed in backward. Memory is the
-projections plus one chunk's keys and scores (``O(L * dim)``), never ``L x S``; dense heads go through the
-same chunking with every earlier block as keys. The ``math`` oracle uses the explicit pattern.
+On the ``sdpa`` path the block pattern becomes a :class:`~polyhead.attention.layouts.BlockLayout` and
+:func:`polyhead.attention.layouts.block_sparse_attention` runs it: groups of query blocks gather, per head,
+the union of the key blocks they list, attend to them with the token-level causal rule as mask, a chunk of
+groups at a time, each chunk recomputed in backward. Memory is the projections plus one chunk's keys and
+scores (``O(L * dim)``), never ``L x S``; dense heads go through a call of their own, so that the sparse
+heads' gathers stay the size of their shards. The ``math`` oracle uses the explicit pattern.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyhead.attention import windows
 from polyhead.attention.base import AttentionBase, AttentionOutput
 from polyhead.attention.functional import attention
-from polyhead.attention.layouts import MaskMod, dense_pattern, layout_from_block_mask, recompute_in_backward
+from polyhead.attention.layouts import MaskMod, block_sparse_attention, dense_pattern, layout_from_block_mask
 from polyhead.attention.registry import register_attention
-from polyhead.attention.windows import chunk_ranges
 
 
 def s2_block_mask(
@@ -83,74 +80,13 @@ def s2_mask_mod(
     return mask_mod
 
 
-def s2_chunked_attention(
-    q: Tensor,
-    k: Tensor,
-    v: Tensor,
-    block: Tensor,
-    block_size: int,
-    *,
-    causal: bool,
-    key_padding: Tensor | None = None,
-    backend: str = "sdpa",
-) -> Tensor:
-    """Block-pattern attention, a chunk of query blocks at a time against the union of their key blocks.
+def _causal_mask_mod(q_offset: int) -> MaskMod:
+    """Keys at or before the query (queries end-aligned): the S2 token rule inside a visible block pair."""
 
-    Args:
-        q: ``(B, h, L, D)``; k, v: ``(B, h, S, D)``, with ``S - L`` a multiple of ``block_size``.
-        block: ``(h, nq, nk)`` bool, the key blocks each query block sees (queries aligned with the end of
-            the keys). Inside a visible block pair every token pair is attended, except that ``causal``
-            keeps key positions ``<=`` the query position (the S2 token pattern).
-        key_padding: ``(B, S)`` bool, True = keep.
+    def mask_mod(b, h, q_idx, kv_idx):
+        return kv_idx <= q_idx + q_offset
 
-    Returns:
-        ``(B, h, L, D)``; queries that see no key get zeros. Per chunk, each head gathers the key blocks
-        any of the chunk's query blocks lists (so the strided shard is gathered once per chunk, not once
-        per query block); the chunk's gathered keys and mask are rebuilt when it is recomputed in backward.
-    """
-    B, Hg, L, D = q.shape
-    S = k.shape[2]
-    bs = block_size
-    nq, nk = block.shape[1:]
-    Lp, Sp = nq * bs, nk * bs
-    qp = F.pad(q, (0, 0, 0, Lp - L)) if Lp != L else q
-    kp = (F.pad(k, (0, 0, 0, Sp - S)) if Sp != S else k).view(B, Hg, nk, bs, D)
-    vp = (F.pad(v, (0, 0, 0, Sp - S)) if Sp != S else v).view(B, Hg, nk, bs, v.shape[-1])
-    key_ok = torch.arange(Sp, device=q.device) < S
-    key_ok = key_ok[None] if key_padding is None else key_ok & F.pad(key_padding, (0, Sp - S), value=False)
-    hh = torch.arange(Hg, device=q.device)[:, None]
-    tok = torch.arange(bs, device=q.device)
-    width = int(block.sum(-1).max()) if block.numel() else 1  # most key blocks one query block sees
-    sizes = [e - s for s, e in chunk_ranges(nq, B * Hg * bs * bs * max(width, 1), 4 * windows.SCORE_BUDGET)]
-    outs, s0 = [], 0
-    for qc in qp.split([n * bs for n in sizes], dim=2):
-        n = qc.shape[2] // bs
-        vis = block[:, s0 : s0 + n]  # (h, n, nk)
-        lay = layout_from_block_mask(vis.any(1, keepdim=True), bs, bs)
-        idx, listed = (
-            lay.indices[:, 0],
-            lay.valid[:, 0],
-        )  # (h, K): key blocks any query block of the chunk sees
-
-        def chunk(qc: Tensor, kp: Tensor, vp: Tensor, s0=s0, n=n, vis=vis, idx=idx, listed=listed) -> Tensor:
-            K = idx.shape[-1]
-            kg = kp[:, hh, idx].flatten(2, 3)  # (B, h, K*bs, D)
-            vg = vp[:, hh, idx].flatten(2, 3)
-            pair = (
-                vis.gather(2, idx[:, None, :].expand(Hg, n, K)) & listed[:, None, :]
-            )  # (h, n, K) block pairs
-            allowed = pair[:, :, None, :, None].expand(Hg, n, bs, K, bs).reshape(1, Hg, n * bs, K * bs)
-            k_tok = (idx[..., None] * bs + tok).view(1, Hg, 1, K * bs)
-            if causal:
-                q_pos = torch.arange(s0 * bs, (s0 + n) * bs, device=qc.device) + (Sp - Lp)
-                allowed = allowed & (k_tok <= q_pos[:, None])
-            allowed = allowed & key_ok[:, k_tok.view(Hg, K * bs)][:, :, None, :]
-            return attention(qc, kg, vg, mask=allowed, backend=backend)
-
-        outs.append(recompute_in_backward(chunk, qc, kp, vp))
-        s0 += n
-    o = torch.cat(outs, dim=2)
-    return o[:, :, :L] if Lp != L else o
+    return mask_mod
 
 
 @register_attention("s2")
@@ -241,18 +177,19 @@ class StridedShardAttention(AttentionBase):
                 causal=self.causal,
                 device=x.device,
             )
-            # Dense heads see every (earlier) block: chunked on their own so the sparse heads' key sets stay
-            # the size of their shards.
+            # Inside a listed block pair every token pair is attended, except later keys when causal.
+            inside = _causal_mask_mod(S - L) if self.causal else None
+            # Dense heads see every (earlier) block: attended on their own so that the sparse heads' key
+            # unions stay the size of their shards.
             groups = [(0, self.num_dense_heads), (self.num_dense_heads, self.num_heads)]
             o = torch.cat(
                 [
-                    s2_chunked_attention(
+                    block_sparse_attention(
                         q[:, a:b],
                         k[:, a:b],
                         v[:, a:b],
-                        block[a:b],
-                        bs,
-                        causal=self.causal,
+                        layout_from_block_mask(block[a:b], bs, bs),
+                        inside,
                         key_padding=mask,
                         backend=self.backend,
                     )
