@@ -22,7 +22,8 @@ and, with ``--train-rows N`` (default 200k), the AutoInt training comparison on 
   (``dnn_hidden_units=()``, i.e. AutoInt without the DNN; DeepCTR adds its linear part).
 
 Throughput is training rows per second of wall time in the fit call. ``--repeats`` rounds alternate
-the order of the two trainers and the median of the per-round ratios is reported (the load of a shared
+the order of the two trainers (round ``r`` seeds both with ``--seed + r``, so the rounds also give the
+seed-to-seed spread of the test AUC) and the median of the per-round ratios is reported (the load of a shared
 machine changes between runs). ``--threads`` sets torch's threads in both (on an oversubscribed
 machine 2 threads can be several times slower than 1). ``--precision bf16-mixed --backend math`` trains
 polyhead under CPU bf16 autocast (DeepCTR has no such option). Prints a table and writes JSON.
@@ -88,15 +89,16 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
 
     torch.set_num_threads(opts["threads"])
     src = json.loads((Path(cache) / "meta.json").read_text())["source"]
-    torch.manual_seed(0)
+    torch.manual_seed(opts["seed"])
     dm = CTRDataModule(data_path=src, cache_dir=str(Path(cache).parent))
     dm.setup("fit")
-    # DeepCTR-Torch's AutoInt keeps the embedding width (attention size = 16 / 2 heads = 8) and always
-    # adds a linear (first-order) logit: match both.
+    # DeepCTR-Torch's AutoInt keeps the embedding width (attention size = 16 / 2 heads = 8), has no output
+    # projection after the heads and always adds a linear (first-order) logit: match all three.
     model = CTRModule(
         model="autoint",
         attn_size=8,
         wide=True,
+        attn_out_proj=False,  # DeepCTR's InteractingLayer concatenates the heads without W_o
         attention={"name": "mha", "backend": opts["backend"]},
         early_stop_patience=None,
         lr_patience=None,
@@ -125,6 +127,7 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
         "precision": opts["precision"],
         "attention_backend": opts["backend"],
         "threads": opts["threads"],
+        "seed": opts["seed"],
     }
 
 
@@ -136,7 +139,7 @@ def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
     from sklearn.metrics import roc_auc_score
 
     torch.set_num_threads(opts["threads"])
-    torch.manual_seed(0)
+    torch.manual_seed(opts["seed"])
     enc, df = _encoded(cache)
     cols = [SparseFeat(f.name, vocabulary_size=f.size, embedding_dim=16) for f in enc.fields]
     train, test = df.filter(df["split"] == 0), df.filter(df["split"] == 2)
@@ -153,6 +156,7 @@ def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
         dnn_hidden_units=(),
         task="binary",
         device="cpu",
+        seed=opts["seed"],  # DeepCTR seeds torch itself in the constructor (default 1024)
     )
     model.compile("adam", "binary_crossentropy")
     t0 = time.perf_counter()
@@ -167,11 +171,21 @@ def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
         "test_auc": float(roc_auc_score(test["label"].to_numpy(), pred)),
         "precision": "32-true",
         "threads": opts["threads"],
+        "seed": opts["seed"],
     }
 
 
 def _opt_args(opts: dict) -> list[str]:
-    return ["--precision", opts["precision"], "--backend", opts["backend"], "--threads", str(opts["threads"])]
+    return [
+        "--precision",
+        opts["precision"],
+        "--backend",
+        opts["backend"],
+        "--threads",
+        str(opts["threads"]),
+        "--seed",
+        str(opts["seed"]),
+    ]
 
 
 STEPS = {"polyhead": _polyhead, "polars eager": _polars_eager, "pandas + LabelEncoder": _pandas}
@@ -196,10 +210,16 @@ def main() -> None:
     ap.add_argument("--backend", default="auto", help="functional.attention backend of polyhead's mha")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each training subprocess")
     ap.add_argument("--repeats", type=int, default=3, help="rounds of the training comparison")
+    ap.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="round r seeds both trainers' initialisation and batch order with seed + r (same data and split)",
+    )
     ap.add_argument("--_step", nargs=3, help=argparse.SUPPRESS)
     ap.add_argument("--_train", nargs=3, help=argparse.SUPPRESS)
     ns = ap.parse_args()
-    opts = {"precision": ns.precision, "backend": ns.backend, "threads": ns.threads}
+    opts = {"precision": ns.precision, "backend": ns.backend, "threads": ns.threads, "seed": ns.seed}
     if ns._train:
         name, cache, epochs = ns._train
         print(json.dumps({"trainer": name, **TRAINERS[name](cache, int(epochs), opts)}))
@@ -257,6 +277,7 @@ def main() -> None:
         for rnd in range(ns.repeats):
             names = list(TRAINERS) if rnd % 2 == 0 else list(TRAINERS)[::-1]
             for name in names:
+                ropts = {**opts, "seed": ns.seed + rnd}
                 res = subprocess.run(
                     [
                         sys.executable,
@@ -265,7 +286,7 @@ def main() -> None:
                         name,
                         str(cache),
                         str(ns.epochs),
-                        *_opt_args(opts),
+                        *_opt_args(ropts),
                     ],
                     capture_output=True,
                     text=True,
@@ -301,7 +322,19 @@ def main() -> None:
                 + ", ".join(f"{x:.2f}" for x in ratios)
                 + f"; median {statistics.median(ratios):.2f}"
             )
-        summary = {"ratios": ratios, "median_ratio": statistics.median(ratios) if ratios else None}
+        aucs = {
+            name: [r["test_auc"] for r in training if r["trainer"] == name and "error" not in r]
+            for name in TRAINERS
+        }
+        for name, a in aucs.items():
+            if a:
+                sd = statistics.stdev(a) if len(a) > 1 else 0.0
+                print(f"{name}: test AUC mean {statistics.mean(a):.4f}, sd {sd:.4f} over {len(a)} seed(s)")
+        summary = {
+            "ratios": ratios,
+            "median_ratio": statistics.median(ratios) if ratios else None,
+            "test_auc": aucs,
+        }
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"rows": ns.rows, "file_mb": size_mb, "results": rows, "training": training, **summary}

@@ -79,6 +79,22 @@ def test_autoint_learns_an_interaction() -> None:
     assert sum(losses[:10]) / 10 > 0.65 and sum(losses[-20:]) / 20 < 0.2
 
 
+@pytest.mark.parametrize("variant", ["mha", "moh"])
+def test_autoint_layers_concatenate_heads_without_output_projection(variant: str) -> None:
+    """``out_proj=False``: the paper's interacting layer, no W_o: the heads' concatenation plus the
+    residual, then ReLU. The default keeps the attention module's W_o."""
+    net = AutoInt(CARDS, attention={"name": variant}, out_proj=False)
+    assert all(isinstance(layer.attn.out_proj, torch.nn.Identity) for layer in net.layers)
+    kept = AutoInt(CARDS, attention={"name": variant})
+    assert all(isinstance(layer.attn.out_proj, torch.nn.Linear) for layer in kept.layers)
+    # The layer output is exactly ReLU(attention of the heads + W_res e) with nothing after the heads.
+    layer = net.layers[1]
+    h = torch.randn(4, len(CARDS), 64)
+    attn = layer.attn(h).output
+    assert torch.equal(layer(h)[0], torch.relu(attn + layer.res(h)))
+    assert kept(torch.zeros(2, len(CARDS), dtype=torch.long), torch.ones(2, len(CARDS)))[0].shape == (2,)
+
+
 @pytest.mark.slow
 def test_cli_fit_test_predict_with_config(tmp_path: Path) -> None:
     data = generate_criteo(tmp_path / "train.tsv", 12_000, seed=2)

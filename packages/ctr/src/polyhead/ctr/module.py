@@ -205,6 +205,8 @@ class CTRModule(pl.LightningModule):
         dnn_hidden: DNN / AutoInt+ hidden sizes.
         dropout: DNN dropout.
         wide: AutoInt / AutoInt+ with an added first-order (logistic-regression) logit.
+        attn_out_proj: keep the attention module's output projection W_o in AutoInt's interacting layers
+            (default; the paper's layer has none).
         lr: Adam learning rate (paper: 1e-3).
         weight_decay: Adam weight decay.
         early_stop_patience: epochs without val AUC improvement before stopping (None: no early stopping).
@@ -224,6 +226,7 @@ class CTRModule(pl.LightningModule):
         dnn_hidden: list[int] | None = None,
         dropout: float = 0.0,
         wide: bool = False,
+        attn_out_proj: bool = True,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         early_stop_patience: int | None = 2,
@@ -256,6 +259,7 @@ class CTRModule(pl.LightningModule):
                 dnn_hidden=hidden if hp.model == "autoint+" else None,
                 dropout=hp.dropout,
                 wide=hp.wide,
+                out_proj=hp.attn_out_proj,
             )
         elif hp.model == "lr":
             self.net = LogisticRegression(cardinalities)
