@@ -62,7 +62,7 @@ class AutoInt(nn.Module):
         out_proj: keep the attention module's output projection W_o (default); the paper's layer,
             DeepCTR-Torch's and FuxiCTR's have none. Measured: without it, quick mode (attention size 32)
             gave test AUC 0.6761 against 0.6930 with it, and the DeepCTR-size model (attention size 8, wide)
-            in ``pipelines/bench/ctr.py`` 0.6570 against 0.6554 (mean of 3 seeds).
+            in ``pipelines/bench/ctr.py`` 0.6566 against 0.6554 (means of 4 seeds).
     """
 
     def __init__(
