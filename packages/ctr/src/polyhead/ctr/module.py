@@ -10,6 +10,7 @@ polyhead-ctr predict --data.predict_path new.txt  # predictions.csv (id, probabi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any, Literal
@@ -327,14 +328,13 @@ class CTRModule(pl.LightningModule):
         self._eval_end("val")
 
     def test_step(self, batch: tuple[Tensor, Tensor, Tensor], batch_idx: int) -> None:
-        explain = isinstance(self.net, AutoInt) and batch_idx < self.hparams.explain_batches
-        if not explain:
-            self._test_logits.append(self._eval_step("test", batch).detach().cpu())
-            return
         from polyhead.attention.analysis import capture_attention
 
-        with capture_attention(self.net) as maps:
+        explain = isinstance(self.net, AutoInt) and batch_idx < self.hparams.explain_batches
+        with capture_attention(self.net) if explain else contextlib.nullcontext() as maps:
             self._test_logits.append(self._eval_step("test", batch).detach().cpu())
+        if not explain:
+            return
         # (layers, heads, F, F): mean over the batch of each layer's field-to-field attention.
         batch_maps = torch.stack([ws[0].mean(0) for ws in maps.values()]).cpu()
         self._maps = batch_maps if self._maps is None else self._maps + batch_maps
