@@ -17,7 +17,8 @@ and, with ``--train-rows N`` (default 200k), the AutoInt training comparison on 
 ``--epochs`` epochs on the 8/10 train split, AUC on the 1/10 test split):
 
 - ``polyhead AutoInt``: ``polyhead.ctr`` through Lightning (no validation during the timed fit), with
-  ``wide=True`` and attention size 8 to be the same model as DeepCTR's;
+  ``wide=True``, attention size 8 and no output projection after the heads (``attn_out_proj=False``) to
+  be the same model as DeepCTR's;
 - ``DeepCTR-Torch AutoInt``: ``deepctr_torch.models.AutoInt`` with its own ``fit``/``predict``
   (``dnn_hidden_units=()``, i.e. AutoInt without the DNN; DeepCTR adds its linear part).
 
