@@ -140,6 +140,8 @@ class AttentionBase(nn.Module):
     def split_heads(self, t: Tensor, parts: int = 1) -> Tensor | tuple[Tensor, ...]:
         """``(B, L, parts * heads * head_dim)`` projections -> ``parts`` tensors ``(B, heads, L, head_dim)``."""
         B, L, _ = t.shape
+        if parts == 1:  # a plain view: selecting from the 5-D permute below costs two copies in the backward
+            return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         t = t.view(B, L, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return t[0] if parts == 1 else tuple(t)
 

@@ -7,6 +7,8 @@ Backends:
     ``flex``: FlexAttention with a ``BlockMask`` (GPU path for structured masks and biases; no backward
         on CPU).
     ``triton``: polyhead's own block-sparse kernels (CUDA only; see ``polyhead.attention.kernels``).
+    ``cpu``: polyhead's fused CPU kernel for many short sequences (AVX-512, float32/bfloat16; no mask,
+        bias, causal flag or GQA; see ``polyhead.attention.cpu``).
     ``auto``: the fastest backend that is correct for the device, dtype and features requested.
 
 Shapes: ``q`` is ``(B, H, L, D)``, ``k`` and ``v`` are ``(B, Hkv, S, D)`` with ``H % Hkv == 0`` (GQA).
@@ -24,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-BACKENDS = ("auto", "math", "sdpa", "flex", "triton")
+BACKENDS = ("auto", "math", "sdpa", "flex", "triton", "cpu")
 
 
 def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, backend: str) -> None:
@@ -218,6 +220,28 @@ def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any, mask: Ten
 # about equal at 256-512; SDPA ahead from 1024 keys). In float32 the two are within 10% at 39-256 keys and
 # SDPA wins beyond, so float32 keeps SDPA.
 CPU_HALF_MATH_MAX_KEYS = 256
+# polyhead's fused CPU kernel (``cpu``) against the better of math and SDPA, forward + backward, 1 thread
+# (pipelines/bench/cpu_attention.py), bf16 / float32: 2.5x / 2.4x at 39 keys (head dim 8), 1.4x / 1.3x at 64
+# (16), 1.6x / 1.15x at 128 (32); 1.08x / 0.91x at 256 (64) and 0.4x at 1024, so it serves up to 128 keys.
+CPU_FUSED_MAX_KEYS = 128
+
+
+def _cpu_fused_ok(
+    q: Tensor,
+    *,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    block_mask: Any,
+    causal: bool,
+    kv_heads: int | None,
+) -> bool:
+    if q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    if bias is not None or mask is not None or block_mask is not None or causal or kv_heads != q.shape[1]:
+        return False
+    from polyhead.attention import cpu
+
+    return cpu.available()
 
 
 def select_backend(
@@ -228,10 +252,19 @@ def select_backend(
     block_mask: Any,
     need_weights: bool,
     kv_len: int | None = None,
+    causal: bool = False,
+    kv_heads: int | None = None,
 ) -> str:
-    """The backend ``auto`` resolves to for these inputs (``kv_len``: the number of keys, S)."""
+    """The backend ``auto`` resolves to for these inputs (``kv_len``: the number of keys S; ``kv_heads``:
+    key/value heads)."""
     if need_weights:
         return "math"
+    if (
+        kv_len is not None
+        and kv_len <= CPU_FUSED_MAX_KEYS
+        and _cpu_fused_ok(q, bias=bias, mask=mask, block_mask=block_mask, causal=causal, kv_heads=kv_heads)
+    ):
+        return "cpu"
     if (
         block_mask is None
         and not q.is_cuda
@@ -272,7 +305,14 @@ def attention(
     _check(q, k, v, mask, bias, backend)
     if backend == "auto":
         backend = select_backend(
-            q, bias=bias, mask=mask, block_mask=block_mask, need_weights=need_weights, kv_len=k.shape[2]
+            q,
+            bias=bias,
+            mask=mask,
+            block_mask=block_mask,
+            need_weights=need_weights,
+            kv_len=k.shape[2],
+            causal=causal,
+            kv_heads=k.shape[1],
         )
         if backend == "triton" and not (q.dtype == k.dtype == v.dtype):
             # Mixed dtypes (e.g. a float32 query from float32 positional biases against bfloat16 keys under
@@ -294,6 +334,18 @@ def attention(
                 "backend 'sdpa' cannot take a block_mask; use 'flex' (GPU), 'triton' (CUDA) or 'math'"
             )
         return _sdpa(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
+    if backend == "cpu":
+        if not _cpu_fused_ok(
+            q, bias=bias, mask=mask, block_mask=block_mask, causal=causal, kv_heads=k.shape[1]
+        ):
+            raise ValueError(
+                "backend 'cpu' (fused short-sequence kernel) needs float32 or bfloat16 CPU tensors, no mask, bias, "
+                "block mask or causal flag, as many key/value heads as query heads, and the kernel built "
+                "(AVX-512 and a C++ compiler; polyhead.attention.cpu.available()); use 'math' or 'sdpa'"
+            )
+        from polyhead.attention import cpu
+
+        return cpu.short_attention(q, k, v, scale=scale)
     if backend == "flex":
         if _is_tiled_layout(block_mask):
             raise ValueError(

@@ -36,7 +36,7 @@ from polyhead.ctr.data.synthetic import (
 )
 from polyhead.ctr.explain import effect_recovery, pair_ranks, pair_scores, plot_field_attention, rank_pairs
 from polyhead.ctr.models import DNN, AutoInt, FactorizationMachine, LogisticRegression
-from polyhead.train import log_figure, run_dir, stateful_loader
+from polyhead.train import log_figure, run_dir, stateful_loader, tune_cpu_allocator
 
 ModelName = Literal["autoint", "autoint+", "lr", "fm", "dnn"]
 
@@ -279,6 +279,12 @@ class CTRModule(pl.LightningModule):
             d = run_dir(self.trainer)
             d.mkdir(parents=True, exist_ok=True)
             dm.encoder.save(d / "encoder.json")
+
+    def on_fit_start(self) -> None:
+        if self.device.type == "cpu":
+            # CPU training re-faults every step's large activations under glibc's default malloc thresholds
+            # (polyhead.train.allocator); the CLI sets them too, this covers a plain Trainer.
+            tune_cpu_allocator()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ctr_cardinalities"] = self.cardinalities

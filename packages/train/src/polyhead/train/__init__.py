@@ -8,6 +8,7 @@ checkpoints, resume and the shared callbacks. ``polyhead list`` / ``polyhead dem
 installed domains through the ``polyhead.domains`` entry points.
 """
 
+from polyhead.train.allocator import tune_cpu_allocator
 from polyhead.train.cli import PolyheadCLI, RunOptions, default_trainer_settings, run_cli
 from polyhead.train.domains import DemoRow, Domain, discover_domains
 from polyhead.train.loaders import stateful_loader
@@ -27,4 +28,5 @@ __all__ = [
     "run_cli",
     "run_dir",
     "stateful_loader",
+    "tune_cpu_allocator",
 ]

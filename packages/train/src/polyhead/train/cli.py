@@ -40,6 +40,7 @@ from lightning.pytorch.loggers import CSVLogger, Logger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from polyhead.train import rundir
+from polyhead.train.allocator import tune_cpu_allocator
 from polyhead.train.callbacks import AttentionMapLogger, LogLinesProgressBar, ResumeCheckpoint
 
 _RUN_DIR_ENV = "POLYHEAD_RUN_DIR"
@@ -309,6 +310,7 @@ class PolyheadCLI(LightningCLI):
         return cbs
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        tune_cpu_allocator()
         run = self._get(self.config_init, "run")
         extra = [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
         trainer_config = {**self._get(self.config_init, "trainer", default={}), **kwargs}

@@ -1,0 +1,133 @@
+"""The fused CPU attention kernel (``polyhead.attention.cpu``) against the float64 math oracle."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from polyhead.attention import cpu, functional
+from polyhead.attention.functional import attention, math_attention
+
+pytestmark = pytest.mark.skipif(
+    not cpu.available(), reason="fused CPU kernel not built here (needs AVX-512 and a C++ compiler)"
+)
+
+
+def _heads(B: int, H: int, L: int, D: int, dtype: torch.dtype, layout: str) -> torch.Tensor:
+    """``(B, H, L, D)`` in the given memory layout: ``bhld`` contiguous, ``blhd`` the transposed heads of a
+    projection, ``gap`` a slice of a wider tensor (row stride larger than the rows)."""
+    if layout == "bhld":
+        t = torch.randn(B, H, L, D)
+    elif layout == "blhd":
+        t = torch.randn(B, L, H, D).transpose(1, 2)
+    else:
+        t = torch.randn(B, H, L, D + 3)[..., 1 : D + 1]
+    return t.to(dtype).requires_grad_()
+
+
+# (B, H, L, S, D, Dv): AutoInt's shape; D and Dv not multiples of 8; L over one and several 64-query groups;
+# one query and one key.
+SHAPES = [
+    (3, 2, 39, 39, 8, 8),
+    (2, 3, 5, 17, 12, 20),
+    (2, 2, 33, 70, 16, 16),
+    (2, 1, 100, 30, 8, 5),
+    (1, 2, 130, 7, 24, 9),
+    (2, 2, 1, 1, 3, 3),
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["bhld", "blhd", "gap"])
+def test_outputs_and_gradients_match_the_float64_oracle(shape, dtype: torch.dtype, layout: str) -> None:
+    B, H, L, S, D, Dv = shape
+    torch.manual_seed(sum(shape))
+    q, k = _heads(B, H, L, D, dtype, layout), _heads(B, H, S, D, dtype, layout)
+    v = _heads(B, H, S, Dv, dtype, layout)
+    scale = 0.7 if D == 12 else None  # an explicit scale once
+    grad = torch.randn(B, H, L, Dv).to(dtype)
+    out = attention(q, k, v, scale=scale, backend="cpu")
+    out.backward(grad)
+    refs = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref, _ = math_attention(*refs, scale=scale)
+    ref.backward(grad.double())
+    # float32: rounding of sums of S terms; bfloat16: the inputs and outputs are rounded to 8 bits.
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 3e-2, "rtol": 2e-2}
+    assert out.dtype == dtype and out.shape == (B, H, L, Dv)
+    torch.testing.assert_close(out.double(), ref, **tol)
+    for t, r in zip((q, k, v), refs, strict=True):
+        assert t.grad.dtype == dtype and t.grad.shape == t.shape
+        torch.testing.assert_close(t.grad.double(), r.grad, **tol)
+
+
+def test_large_scores_are_stable() -> None:
+    """Scores in the hundreds: the row max is subtracted before exp, and far-below-max keys flush to 0."""
+    q = torch.randn(2, 2, 9, 8) * 30
+    k, v = torch.randn(2, 2, 21, 8) * 30, torch.randn(2, 2, 21, 8)
+    out = attention(q, k, v, backend="cpu")
+    ref, _ = math_attention(q.double(), k.double(), v.double())
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out.double(), ref, atol=1e-5, rtol=1e-5)
+
+
+def test_output_is_a_view_of_merged_heads() -> None:
+    """The output is laid out (B, L, H, Dv): merging the heads back is free."""
+    q, k, v = (torch.randn(2, 3, 11, 8) for _ in range(3))
+    out = attention(q, k, v, backend="cpu")
+    merged = out.transpose(1, 2).reshape(2, 11, 24)
+    assert merged.data_ptr() == out.data_ptr() and out.transpose(1, 2).is_contiguous()
+
+
+def test_vector_jacobian_products_match_the_oracle() -> None:
+    """gradcheck's finite differences need float64, which the kernel does not take: compare vector-Jacobian
+    products for several random output gradients against the float64 oracle's instead."""
+    B, H, L, S, D = 1, 2, 6, 10, 5
+    q, k, v = (torch.randn(B, H, n, D, requires_grad=True) for n in (L, S, S))
+    out = attention(q, k, v, backend="cpu")
+    refs = [t.detach().double().requires_grad_() for t in (q, k, v)]
+    ref, _ = math_attention(*refs)
+    for _ in range(3):
+        g = torch.randn_like(out)
+        got = torch.autograd.grad(out, (q, k, v), g, retain_graph=True)
+        want = torch.autograd.grad(ref, refs, g.double(), retain_graph=True)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a.double(), b, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "kw, what",
+    [
+        ({"mask": torch.ones(2, 7, dtype=torch.bool)}, "mask"),
+        ({"bias": torch.zeros(1, 1, 5, 7)}, "bias"),
+        ({"causal": True}, "causal"),
+    ],
+)
+def test_unsupported_features_are_refused(kw: dict, what: str) -> None:
+    q, k, v = torch.randn(2, 2, 5, 8), torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)
+    with pytest.raises(ValueError, match="backend 'cpu'"):
+        attention(q, k, v, backend="cpu", **kw)
+
+
+def test_gqa_and_float64_are_refused() -> None:
+    q, k, v = torch.randn(2, 4, 5, 8), torch.randn(2, 2, 7, 8), torch.randn(2, 2, 7, 8)
+    with pytest.raises(ValueError, match="backend 'cpu'"):
+        attention(q, k, v, backend="cpu")
+    with pytest.raises(ValueError, match="backend 'cpu'"):
+        attention(q.double(), k.double().repeat(1, 2, 1, 1), v.double().repeat(1, 2, 1, 1), backend="cpu")
+
+
+def test_mha_module_auto_uses_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ``mha`` layer on short unmasked inputs goes through the kernel and matches the math backend."""
+    from polyhead.attention import create_attention
+
+    used = []
+    real = cpu.short_attention
+    monkeypatch.setattr(cpu, "short_attention", lambda *a, **kw: used.append(1) or real(*a, **kw))
+    m = create_attention("mha", dim=16, num_heads=2)
+    x = torch.randn(4, 39, 16)
+    out = m(x).output
+    assert used
+    m.backend = "math"
+    torch.testing.assert_close(out, m(x).output, atol=1e-5, rtol=1e-5)
+    assert functional.CPU_FUSED_MAX_KEYS >= 39
