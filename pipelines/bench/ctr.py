@@ -20,10 +20,13 @@ and, with ``--train-rows N`` (default 200k), the AutoInt training comparison on 
   ``wide=True``, attention size 8 and no output projection after the heads (``attn_out_proj=False``) to
   be the same model as DeepCTR's;
 - ``DeepCTR-Torch AutoInt``: ``deepctr_torch.models.AutoInt`` with its own ``fit``/``predict``
-  (``dnn_hidden_units=()``, i.e. AutoInt without the DNN; DeepCTR adds its linear part).
+  (``dnn_hidden_units=()``, i.e. AutoInt without the DNN; DeepCTR adds its linear part);
+- ``DeepCTR + tuned malloc``: the same, with the glibc malloc thresholds that polyhead's trainers set
+  (``polyhead.train.tune_cpu_allocator``), to show how much of the gap is the allocator and how much the
+  model code (polyhead's attention runs on its fused CPU kernel, ``backend="auto"``).
 
 Throughput is training rows per second of wall time in the fit call. ``--repeats`` rounds alternate
-the order of the two trainers (round ``r`` seeds both with ``--seed + r``, so the rounds also give the
+the order of the trainers (round ``r`` seeds both with ``--seed + r``, so the rounds also give the
 seed-to-seed spread of the test AUC) and the median of the per-round ratios is reported (the load of a shared
 machine changes between runs). ``--threads`` sets torch's threads in both (on an oversubscribed
 machine 2 threads can be several times slower than 1). ``--precision bf16-mixed --backend math`` trains
@@ -176,6 +179,14 @@ def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
     }
 
 
+def _train_deepctr_tuned(cache: str, epochs: int, opts: dict) -> dict:
+    """DeepCTR-Torch with the glibc malloc thresholds polyhead's trainers set (the allocator's share of the gap)."""
+    from polyhead.train import tune_cpu_allocator
+
+    tune_cpu_allocator()
+    return _train_deepctr(cache, epochs, opts)
+
+
 def _opt_args(opts: dict) -> list[str]:
     return [
         "--precision",
@@ -190,7 +201,11 @@ def _opt_args(opts: dict) -> list[str]:
 
 
 STEPS = {"polyhead": _polyhead, "polars eager": _polars_eager, "pandas + LabelEncoder": _pandas}
-TRAINERS = {"polyhead AutoInt": _train_polyhead, "DeepCTR-Torch AutoInt": _train_deepctr}
+TRAINERS = {
+    "polyhead AutoInt": _train_polyhead,
+    "DeepCTR-Torch AutoInt": _train_deepctr,
+    "DeepCTR + tuned malloc": _train_deepctr_tuned,
+}
 
 
 def main() -> None:
@@ -273,7 +288,7 @@ def main() -> None:
         if not tdata.is_file():
             generate_criteo(tdata, ns.train_rows, seed=0)
         cache = preprocess(tdata, criteo_spec(), work / "train_cache")
-        # Rounds alternate the order of the two trainers; on a shared machine the load changes from
+        # Rounds alternate the order of the trainers; on a shared machine the load changes from
         # minute to minute, so each round's ratio compares runs made back to back.
         for rnd in range(ns.repeats):
             names = list(TRAINERS) if rnd % 2 == 0 else list(TRAINERS)[::-1]
@@ -310,19 +325,21 @@ def main() -> None:
                     f"{r['round']:<6}{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}"
                     f"{r['test_auc']:>10.4f}  {r['precision']}"
                 )
-        ratios = []
+        ratios, tuned_ratios = [], []
         for rnd in range(ns.repeats):
             by = {r["trainer"]: r for r in training if r["round"] == rnd and "error" not in r}
-            if len(by) == 2:
-                ratios.append(
-                    by["polyhead AutoInt"]["rows_per_s"] / by["DeepCTR-Torch AutoInt"]["rows_per_s"]
+            ours = by.get("polyhead AutoInt")
+            if ours and "DeepCTR-Torch AutoInt" in by:
+                ratios.append(ours["rows_per_s"] / by["DeepCTR-Torch AutoInt"]["rows_per_s"])
+            if ours and "DeepCTR + tuned malloc" in by:
+                tuned_ratios.append(ours["rows_per_s"] / by["DeepCTR + tuned malloc"]["rows_per_s"])
+        for label, rs in (("DeepCTR-Torch", ratios), ("DeepCTR-Torch with tuned malloc", tuned_ratios)):
+            if rs:
+                print(
+                    f"throughput ratio polyhead / {label} per round: "
+                    + ", ".join(f"{x:.2f}" for x in rs)
+                    + f"; median {statistics.median(rs):.2f}"
                 )
-        if ratios:
-            print(
-                "throughput ratio polyhead / DeepCTR-Torch per round: "
-                + ", ".join(f"{x:.2f}" for x in ratios)
-                + f"; median {statistics.median(ratios):.2f}"
-            )
         aucs = {
             name: [r["test_auc"] for r in training if r["trainer"] == name and "error" not in r]
             for name in TRAINERS
@@ -334,6 +351,8 @@ def main() -> None:
         summary = {
             "ratios": ratios,
             "median_ratio": statistics.median(ratios) if ratios else None,
+            "ratios_vs_tuned_malloc": tuned_ratios,
+            "median_ratio_vs_tuned_malloc": statistics.median(tuned_ratios) if tuned_ratios else None,
             "test_auc": aucs,
         }
     out = Path(ns.out)
