@@ -95,6 +95,24 @@ def test_autoint_layers_concatenate_heads_without_output_projection(variant: str
     assert kept(torch.zeros(2, len(CARDS), dtype=torch.long), torch.ones(2, len(CARDS)))[0].shape == (2,)
 
 
+def test_autoint_init_std_draws_projections_like_deepctr() -> None:
+    """``init_std``: every Linear of the interacting layers (q/k/v, W_o, W_res, the input projection) from
+    N(0, std) with zero biases; the rest of the model (embeddings, output layer) keeps its own init."""
+    torch.manual_seed(0)
+    net = AutoInt(CARDS, init_std=0.05, attn_size=64)
+    linears = [m for layer in net.layers for m in layer.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3 * 5 + 1  # q, k, v, W_o and W_res per layer; the first layer's input projection
+    weights = torch.cat([m.weight.flatten() for m in linears])
+    assert abs(weights.std().item() - 0.05) < 0.002 and abs(weights.mean().item()) < 0.002
+    assert all(m.bias is None or not m.bias.any() for m in linears)
+    default = AutoInt(CARDS, attn_size=64)
+    q = default.layers[1].attn.q_proj
+    assert (
+        q.bias.any() and abs(q.weight.std().item() - (3 * 128) ** -0.5) < 0.01
+    )  # Kaiming-uniform, fan_in 128
+    torch.testing.assert_close(net.out.weight.std(), default.out.weight.std(), atol=2e-3, rtol=0.0)
+
+
 @pytest.mark.slow
 def test_cli_fit_test_predict_with_config(tmp_path: Path) -> None:
     data = generate_criteo(tmp_path / "train.tsv", 12_000, seed=2)

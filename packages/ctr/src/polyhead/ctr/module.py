@@ -208,6 +208,8 @@ class CTRModule(pl.LightningModule):
         wide: AutoInt / AutoInt+ with an added first-order (logistic-regression) logit.
         attn_out_proj: keep the attention module's output projection W_o in AutoInt's interacting layers
             (default; the paper's layer has none).
+        attn_init_std: N(0, std) initialisation of the interacting layers' projections with zero biases
+            (DeepCTR-Torch: 0.05); None keeps PyTorch's default init.
         lr: Adam learning rate (paper: 1e-3).
         weight_decay: Adam weight decay.
         early_stop_patience: epochs without val AUC improvement before stopping (None: no early stopping).
@@ -228,6 +230,7 @@ class CTRModule(pl.LightningModule):
         dropout: float = 0.0,
         wide: bool = False,
         attn_out_proj: bool = True,
+        attn_init_std: float | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         early_stop_patience: int | None = 2,
@@ -261,6 +264,7 @@ class CTRModule(pl.LightningModule):
                 dropout=hp.dropout,
                 wide=hp.wide,
                 out_proj=hp.attn_out_proj,
+                init_std=hp.attn_init_std,
             )
         elif hp.model == "lr":
             self.net = LogisticRegression(cardinalities)
