@@ -68,6 +68,7 @@ class _ShortAttention(torch.autograd.Function):
         return out
 
     @staticmethod
+    @torch.autograd.function.once_differentiable  # no double backward: the kernel's backward has no derivative
     def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, Tensor, None]:  # type: ignore[override]
         q, k, v, weights = ctx.saved_tensors
         if grad.stride(-1) != 1:
