@@ -136,5 +136,5 @@ def test_mha_module_auto_uses_the_kernel(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_double_backward_is_refused_not_wrong() -> None:
     q, k, v = (torch.randn(2, 2, 5, 8, requires_grad=True) for _ in range(3))
     (gq,) = torch.autograd.grad(attention(q, k, v, backend="cpu").sum(), q, create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad"):
+    with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
         gq.sum().backward()
