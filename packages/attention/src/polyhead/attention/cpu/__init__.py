@@ -20,8 +20,10 @@ from torch import Tensor
 log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("short_attention.cpp")
-# The flags the source needs (AVX-512 F/VL/BW/DQ intrinsics); torch reports "AVX512" only where all are present.
-CFLAGS = ["-O3", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma"]
+# The flags the source needs: AVX-512 F/VL/BW/DQ intrinsics (torch reports "AVX512" only where all are
+# present), and OpenMP, without which at::parallel_for (an OpenMP pragma in ATen's headers) runs serially.
+CFLAGS = ["-O3", "-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma", "-fopenmp"]
+LDFLAGS = ["-fopenmp"]
 
 
 @functools.cache
@@ -54,6 +56,7 @@ def _build() -> None:
         name="polyhead_cpu_short_attention",
         sources=[str(SOURCE)],
         extra_cflags=CFLAGS,
+        extra_ldflags=LDFLAGS,
         is_python_module=False,
         verbose=False,
     )
