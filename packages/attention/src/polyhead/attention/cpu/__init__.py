@@ -1,8 +1,8 @@
 """Fused CPU attention for many short sequences (``short_attention.cpp``, AVX-512).
 
 The C++ source is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ``ninja``,
-a dependency of this package; about a minute once, then cached under ``TORCH_EXTENSIONS_DIR``) and
-registered as ``torch.ops.polyhead_cpu``. Where it cannot be built (no AVX-512, no compiler,
+a dependency of this package; about 10 s once on the 2-core CI machine, then cached under
+``TORCH_EXTENSIONS_DIR``) and registered as ``torch.ops.polyhead_cpu``. Where it cannot be built (no AVX-512, no compiler,
 ``POLYHEAD_CPU_KERNELS=0``), :func:`available` is False and ``functional.attention`` keeps its other CPU
 backends.
 """
