@@ -138,3 +138,15 @@ def test_double_backward_is_refused_not_wrong() -> None:
     (gq,) = torch.autograd.grad(attention(q, k, v, backend="cpu").sum(), q, create_graph=True)
     with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad"):
         gq.sum().backward()
+
+
+def test_nan_and_inf_scores_give_nan_rows_like_torch() -> None:
+    """A NaN or +inf score makes that query's weights NaN (as torch.softmax does); other rows are unaffected."""
+    q, k, v = torch.randn(2, 2, 6, 8), torch.randn(2, 2, 9, 8), torch.randn(2, 2, 9, 8)
+    q[0, 1, 2, 3] = float("nan")
+    q[1, 0, 4, :] = float("inf")
+    out = attention(q, k, v, backend="cpu")
+    ref, _ = math_attention(q.double(), k.double(), v.double())
+    assert torch.equal(out.isnan(), ref.isnan()) and out[0, 1, 2].isnan().all() and out[1, 0, 4].isnan().all()
+    ok = ~ref.isnan()
+    torch.testing.assert_close(out.double()[ok], ref[ok], atol=1e-5, rtol=1e-5)

@@ -237,6 +237,10 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
         constexpr int NB = decltype(nb)::value;
         float* sc = st.data() + c0;
         __m512 acc[NB], mx[NB], sum[NB];
+        // Queries with a NaN or +inf score get NaN weights, as torch.softmax gives them (max and the exp's
+        // clamp would otherwise drop a NaN).
+        __mmask16 bad[NB];
+        for (int c = 0; c < NB; ++c) bad[c] = 0;
         for (int c = 0; c < NB; ++c) {
           mx[c] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
           sum[c] = _mm512_setzero_ps();
@@ -246,6 +250,7 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
           for (int c = 0; c < NB; ++c) {
             _mm512_storeu_ps(sc + j * z.Lp + c * Z, acc[c]);
             mx[c] = _mm512_max_ps(mx[c], acc[c]);
+            bad[c] |= _mm512_fpclass_ps_mask(acc[c], 0x01 | 0x80 | 0x08);  // QNaN, SNaN, +inf
           }
         }
         for (int64_t j = 0; j < z.S; ++j)
@@ -257,7 +262,8 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
         for (int c = 0; c < NB; ++c) sum[c] = _mm512_div_ps(_mm512_set1_ps(1.f), sum[c]);
         for (int64_t j = 0; j < z.S; ++j)
           for (int c = 0; c < NB; ++c) {
-            const __m512 p = _mm512_mul_ps(_mm512_loadu_ps(sc + j * z.Lp + c * Z), sum[c]);
+            const __m512 p = _mm512_mask_mov_ps(_mm512_mul_ps(_mm512_loadu_ps(sc + j * z.Lp + c * Z), sum[c]), bad[c],
+                                                _mm512_set1_ps(std::numeric_limits<float>::quiet_NaN()));
             _mm512_storeu_ps(sc + j * z.Lp + c * Z, p);
             _mm512_mask_storeu_ps(wn + j * z.L + c0 + c * Z, zmask(z.L - c0 - c * Z), p);
           }
