@@ -30,8 +30,9 @@ Throughput is training rows per second of wall time in the fit call. ``--repeats
 the order of the trainers (round ``r`` seeds both with ``--seed + r``, so the rounds also give the
 seed-to-seed spread of the test AUC) and the median of the per-round ratios is reported (the load of a shared
 machine changes between runs). ``--threads`` sets torch's threads in both (on an oversubscribed
-machine 2 threads can be several times slower than 1). ``--precision bf16-mixed --backend math`` trains
-polyhead under CPU bf16 autocast (DeepCTR has no such option). Prints a table and writes JSON.
+machine 2 threads can be several times slower than 1). ``--precision bf16-mixed`` trains polyhead under CPU
+bf16 autocast (DeepCTR has no such option); ``--backend`` picks its attention backend (``auto``: the fused
+CPU kernel where it is built). Prints a table and writes JSON.
 
     uv run --group bench python pipelines/bench/ctr.py --steps '' --threads 1   # training only
 """
@@ -331,18 +332,18 @@ def main() -> None:
                     f"{r['round']:<6}{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}"
                     f"{r['test_auc']:>10.4f}  {r['precision']}"
                 )
-        ratios, tuned_ratios = [], []
+        baselines = {name: [] for name in TRAINERS if name != "polyhead AutoInt"}  # per-round ratios
         for rnd in range(ns.repeats):
             by = {r["trainer"]: r for r in training if r["round"] == rnd and "error" not in r}
-            ours = by.get("polyhead AutoInt")
-            if ours and "DeepCTR-Torch AutoInt" in by:
-                ratios.append(ours["rows_per_s"] / by["DeepCTR-Torch AutoInt"]["rows_per_s"])
-            if ours and "DeepCTR + tuned malloc" in by:
-                tuned_ratios.append(ours["rows_per_s"] / by["DeepCTR + tuned malloc"]["rows_per_s"])
-        for label, rs in (("DeepCTR-Torch", ratios), ("DeepCTR-Torch with tuned malloc", tuned_ratios)):
+            if "polyhead AutoInt" in by:
+                for name, rs in baselines.items():
+                    if name in by:
+                        rs.append(by["polyhead AutoInt"]["rows_per_s"] / by[name]["rows_per_s"])
+        ratios, tuned_ratios = baselines["DeepCTR-Torch AutoInt"], baselines["DeepCTR + tuned malloc"]
+        for name, rs in baselines.items():
             if rs:
                 print(
-                    f"throughput ratio polyhead / {label} per round: "
+                    f"throughput ratio polyhead / {name} per round: "
                     + ", ".join(f"{x:.2f}" for x in rs)
                     + f"; median {statistics.median(rs):.2f}"
                 )

@@ -143,7 +143,7 @@ class AttentionBase(nn.Module):
         if parts == 1:  # a plain view: selecting from the 5-D permute below costs two copies in the backward
             return t.view(B, L, self.num_heads, self.head_dim).transpose(1, 2)
         t = t.view(B, L, parts, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return t[0] if parts == 1 else tuple(t)
+        return tuple(t)
 
     def merge_heads(self, o: Tensor) -> Tensor:
         """Gate the heads of ``o (B, heads, L, head_dim)`` and concatenate them: ``(B, L, heads * head_dim)``."""

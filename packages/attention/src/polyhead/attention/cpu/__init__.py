@@ -2,9 +2,9 @@
 
 The C++ source is compiled on first use with ``torch.utils.cpp_extension`` (a C++ compiler and ``ninja``,
 a dependency of this package; about 10 s once on the 2-core CI machine, then cached under
-``TORCH_EXTENSIONS_DIR``) and registered as ``torch.ops.polyhead_cpu``. Where it cannot be built (no AVX-512, no compiler,
-``POLYHEAD_CPU_KERNELS=0``), :func:`available` is False and ``functional.attention`` keeps its other CPU
-backends.
+``TORCH_EXTENSIONS_DIR``) and registered as ``torch.ops.polyhead_cpu``. Where it cannot be built (no
+AVX-512, no compiler, ``POLYHEAD_CPU_KERNELS=0``), :func:`available` is False and ``functional.attention``
+keeps its other CPU backends.
 """
 
 from __future__ import annotations

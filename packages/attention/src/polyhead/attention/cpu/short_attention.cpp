@@ -9,8 +9,9 @@
 //
 // Layout: q, k (B, H, L|S, D) and v (B, H, S, Dv) with any batch/head/row strides and unit stride over the
 // last dimension (the heads of a (B, L, H, D) projection, transposed, need no copy). Computation is in
-// float32; inputs and outputs are float32 or bfloat16. Vectors run over keys in 16-lane chunks (zmm) and
-// over the head dimension in 8-lane chunks (ymm), with masked tails, so any L, S, D work.
+// float32; inputs and outputs are float32 or bfloat16. The per-pair buffers are query-major: vectors run
+// over queries in 16-lane chunks (zmm), so the softmax over keys is elementwise across rows, and over the
+// head dimension in 8-lane chunks (ymm), with masked tails, so any L, S, D work.
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -18,7 +19,6 @@
 #include <immintrin.h>
 #include <torch/library.h>
 
-#include <cmath>
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -61,7 +61,7 @@ inline __m256 load8(const c10::BFloat16* p, __mmask8 m) {
 }
 inline void store8(float* p, __m256 x, __mmask8 m) { _mm256_mask_storeu_ps(p, m, x); }
 inline void store8(c10::BFloat16* p, __m256 x, __mmask8 m) {
-  // Round to nearest even (inputs here are finite).
+  // Round to nearest even; NaN and inf keep their class (the carry never reaches the exponent's top bit).
   __m256i b = _mm256_castps_si256(x);
   const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(b, 16), _mm256_set1_epi32(1));
   b = _mm256_add_epi32(b, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7FFF)));
@@ -240,10 +240,10 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
         // Queries with a NaN or +inf score get NaN weights, as torch.softmax gives them (max and the exp's
         // clamp would otherwise drop a NaN).
         __mmask16 bad[NB];
-        for (int c = 0; c < NB; ++c) bad[c] = 0;
         for (int c = 0; c < NB; ++c) {
           mx[c] = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
           sum[c] = _mm512_setzero_ps();
+          bad[c] = 0;
         }
         for (int64_t j = 0; j < z.S; ++j) {
           cols_dot<NB>(kr.data() + j * z.D8, z.D, qt.data() + c0, z.Lp, acc);
@@ -373,7 +373,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> short_attention_backward(const at
                                                                         const at::Tensor& dout, double scale) {
   check_qkv(q, k, v);
   check(dout, "grad_out", q);
-  TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous(), "short_attention: weights must be contiguous float32");
+  const int64_t B = q.size(0), H = q.size(1), L = q.size(2), S = k.size(2), Dv = v.size(3);
+  TORCH_CHECK(dout.sizes() == at::IntArrayRef({B, H, L, Dv}), "short_attention: grad_out must be ",
+              at::IntArrayRef({B, H, L, Dv}), ", got ", dout.sizes());
+  TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.sizes() == at::IntArrayRef({B, H, S, L}),
+              "short_attention: weights must be contiguous float32 of shape (B, H, S, L), got ", w.sizes());
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   if (q.scalar_type() == at::kFloat)
     backward_impl<float>(q, k, v, w, dout, dq, dk, dv, scale);

@@ -9,8 +9,9 @@ paper's 2 heads). polyhead's attention modules keep the token width, so the firs
 projections from 16 to 32 are then the attention module's own projections). The attention module's output
 projection W_o is kept by default; the paper's layer has none (the heads' outputs are concatenated as they
 are), which ``out_proj=False`` gives. The output concatenates all fields and a linear layer gives the
-logit. AutoInt+ adds a parallel DNN on the raw embeddings and sums the two logits; ``wide`` adds a first-order (logistic-regression) logit. The attention variant is
-configurable (``attention``), ``mha`` by default.
+logit. AutoInt+ adds a parallel DNN on the raw embeddings and sums the two logits; ``wide`` adds a
+first-order (logistic-regression) logit. The attention variant is configurable (``attention``), ``mha`` by
+default.
 """
 
 from __future__ import annotations
