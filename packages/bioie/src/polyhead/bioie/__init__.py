@@ -1,0 +1,1 @@
+"""polyhead.bioie (work in progress)."""

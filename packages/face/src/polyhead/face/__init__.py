@@ -1,0 +1,1 @@
+"""polyhead.face (work in progress)."""

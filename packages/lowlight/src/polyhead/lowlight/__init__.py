@@ -1,0 +1,1 @@
+"""polyhead.lowlight (work in progress)."""
