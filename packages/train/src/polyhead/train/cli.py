@@ -42,6 +42,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from polyhead.train import rundir
 from polyhead.train.allocator import tune_cpu_allocator
 from polyhead.train.callbacks import AttentionMapLogger, LogLinesProgressBar, ResumeCheckpoint
+from polyhead.train.safety import install_checkpoint_globals
 
 _RUN_DIR_ENV = "POLYHEAD_RUN_DIR"
 
@@ -65,6 +66,9 @@ class RunOptions:
         progress: ``auto`` (rich bar on a terminal, log lines otherwise), ``rich``, ``plain`` or ``none``.
         progress_every_n_steps: period of the plain log lines.
         attention_maps: log per-head attention maps of the first validation batch each epoch.
+        unsafe_load: read ``--ckpt_path`` with full pickle (``weights_only=False``), which runs any code the
+            file names; only for a legacy checkpoint you trust. By default checkpoints are read with
+            ``weights_only=True`` and an allow-list (:mod:`polyhead.train.safety`).
     """
 
     root: str = "runs"
@@ -79,6 +83,7 @@ class RunOptions:
     progress: Literal["auto", "rich", "plain", "none"] = "auto"
     progress_every_n_steps: int = 50
     attention_maps: bool = True
+    unsafe_load: bool = False
 
 
 class PolyheadConfigError(Exception):
@@ -229,12 +234,15 @@ class PolyheadCLI(LightningCLI):
     def _prepare_run(self) -> None:
         sub = self.subcommand
         run_dir, ckpt = self._resolve_run()
+        unsafe = bool(self.config[sub].run.unsafe_load)
         if ckpt is not None:
             try:
-                rundir.validate_checkpoint(Path(ckpt))
+                rundir.validate_checkpoint(Path(ckpt), unsafe=unsafe)
             except (FileNotFoundError, ValueError) as err:
                 raise PolyheadConfigError(f"--ckpt_path: {err}") from None
         self.config[sub].ckpt_path = ckpt
+        if unsafe:
+            self.config[sub].weights_only = False  # Lightning's own load of the checkpoint
         self.run_dir = run_dir.resolve()
         os.environ[_RUN_DIR_ENV] = str(self.run_dir)
         self.save_config_kwargs = {
@@ -426,6 +434,7 @@ def run_cli(
             raise SystemExit(code)
         return None
     defaults = {**default_trainer_settings(), **(trainer_defaults or {})}
+    install_checkpoint_globals()  # Lightning's own weights-only loads accept the same types as ours
     try:
         return PolyheadCLI(
             domain,

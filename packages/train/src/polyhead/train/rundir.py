@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
+from polyhead.train.safety import load_checkpoint
 
 _VERSION_RE = re.compile(r"^version_(\d+)$")
 CHECKPOINT_DIR = "checkpoints"
@@ -65,19 +65,22 @@ def run_dir_of_checkpoint(ckpt: Path) -> Path | None:
     return None
 
 
-def validate_checkpoint(path: Path) -> None:
+def validate_checkpoint(path: Path, *, unsafe: bool = False) -> None:
     """Fail with a clear message if ``path`` is not a readable Lightning checkpoint.
 
-    Loads on CPU (memory-mapped, so large checkpoints are not read twice into memory).
+    Reads it with :func:`polyhead.train.safety.load_checkpoint` (``weights_only=True``: a crafted file
+    cannot run code; ``unsafe=True`` only on the user's explicit request), memory-mapped so a large
+    checkpoint is not read twice into memory.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: unreadable, unsafe (:class:`~polyhead.train.safety.UnsafeFileError`), a directory,
+            or not a Lightning checkpoint.
     """
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
-    except Exception as err:
-        raise ValueError(
-            f"checkpoint {path} is not a readable PyTorch/Lightning checkpoint ({type(err).__name__}: {err})"
-        ) from None
+        ckpt = load_checkpoint(path, map_location="cpu", unsafe=unsafe, mmap=True)
+    except IsADirectoryError as err:
+        raise ValueError(str(err)) from None
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
         raise ValueError(
             f"checkpoint {path} is not a Lightning checkpoint: expected a dict with a 'state_dict' key"
