@@ -38,6 +38,7 @@ class AttentionBase(nn.Module):
         backends: the ``functional.attention`` backends its ``backend=`` option accepts.
         supports_cross: whether ``context`` (cross-attention) is accepted.
         supports_causal: whether the variant takes a ``causal=`` option.
+        supports_bidirectional: whether it can attend to later keys (False: causal only, e.g. DuoAttention).
         needs_shape: whether a 2-D ``shape=(H, W)`` grid is required.
         example_shape: a grid the default options accept (2-D variants), used by generic tests/benchmarks.
     """
@@ -46,6 +47,7 @@ class AttentionBase(nn.Module):
     backends: tuple[str, ...] = ("math", "sdpa")
     supports_cross: bool = True
     supports_causal: bool = False
+    supports_bidirectional: bool = True
     needs_shape: bool = False
     example_shape: tuple[int, int] | None = None
 

@@ -96,10 +96,12 @@ class DuoAttention(AttentionBase):
         recent: recent-window tokens kept by streaming heads (paper: 256).
         block_size: block size of the block-sparse streaming path.
         backend: ``math`` (oracle), ``sdpa``, ``auto``.
+        causal: must be True (accepted so that a causal site can pass ``causal=True`` as to any variant).
     """
 
     supports_cross = False
     supports_causal = True
+    supports_bidirectional = False
 
     def __init__(
         self,
@@ -110,8 +112,13 @@ class DuoAttention(AttentionBase):
         recent: int = 256,
         block_size: int = 64,
         backend: str = "auto",
+        causal: bool = True,
     ) -> None:
         super().__init__(dim=dim, num_heads=num_heads)
+        if causal is not True:
+            raise ValueError(
+                f"DuoAttention is causal only (streaming heads keep past tokens); got causal={causal!r}"
+            )
         if sink < 0 or recent < 1 or block_size < 1:
             raise ValueError(
                 f"need sink >= 0, recent >= 1, block_size >= 1; got {sink}, {recent}, {block_size}"
