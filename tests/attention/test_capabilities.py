@@ -1,6 +1,7 @@
 """The capability flags every variant declares (read by the variant x domain matrix) match what it does.
 
-``supports_cross``, ``supports_causal``, ``supports_bidirectional`` and ``needs_shape`` decide where
+``supports_cross``, ``cross_is_prefix``, ``supports_causal``, ``supports_bidirectional`` and ``needs_shape``
+decide where
 ``polyhead matrix`` may swap a variant in; a wrong flag either hides a working cell or crashes one.
 """
 
@@ -10,9 +11,9 @@ import inspect
 
 import pytest
 import torch
-from variant_cases import DIM, build, inputs
+from variant_cases import DIM, HEADS, build, inputs
 
-from polyhead.attention import get_attention_class, list_attention
+from polyhead.attention import create_attention, get_attention_class, list_attention
 
 ALL = list_attention()
 
@@ -24,6 +25,16 @@ def test_supports_cross_matches_behaviour(name: str) -> None:
     m = build(name, causal=False) if cls.supports_causal and cls.supports_bidirectional else build(name)
     x, _ = inputs(name)
     ctx = torch.randn(x.shape[0], 5, DIM, dtype=x.dtype)  # S != L
+    if cls.cross_is_prefix:
+        # A key cache of the same sequence: a block-aligned prefix works, a second sequence of another
+        # length does not (so the matrix keeps such variants out of encoder-decoder cross-attention).
+        assert cls.supports_cross
+        m = create_attention(name, dim=DIM, num_heads=HEADS, causal=False, block_size=4).double()
+        prefix = torch.randn(x.shape[0], 8, DIM, dtype=x.dtype)
+        assert m(x, torch.cat([prefix, x], 1)).output.shape == x.shape
+        with pytest.raises(ValueError, match="S - L"):
+            m(x, torch.randn(x.shape[0], x.shape[1] + 7, DIM, dtype=x.dtype))
+        return
     if cls.supports_cross and not cls.needs_shape:
         out = m(x, ctx).output
         assert out.shape == x.shape and torch.isfinite(out).all()

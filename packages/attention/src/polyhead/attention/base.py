@@ -39,6 +39,8 @@ class AttentionBase(nn.Module):
         supports_cross: whether ``context`` (cross-attention) is accepted.
         supports_causal: whether the variant takes a ``causal=`` option.
         supports_bidirectional: whether it can attend to later keys (False: causal only, e.g. DuoAttention).
+        cross_is_prefix: ``context`` holds earlier keys of the queries' own sequence (a key cache, queries
+            aligned to its end), not a second sequence of any length: no encoder-decoder cross-attention.
         needs_shape: whether a 2-D ``shape=(H, W)`` grid is required.
         example_shape: a grid the default options accept (2-D variants), used by generic tests/benchmarks.
     """
@@ -48,6 +50,7 @@ class AttentionBase(nn.Module):
     supports_cross: bool = True
     supports_causal: bool = False
     supports_bidirectional: bool = True
+    cross_is_prefix: bool = False
     needs_shape: bool = False
     example_shape: tuple[int, int] | None = None
 

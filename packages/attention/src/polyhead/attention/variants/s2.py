@@ -106,6 +106,7 @@ class StridedShardAttention(AttentionBase):
     """
 
     supports_causal = True
+    cross_is_prefix = True  # context = cached keys, S - L a multiple of block_size
 
     def __init__(
         self,
