@@ -118,5 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     p_demo.add_argument("--domains", default=None, help="comma-separated subset of domains")
     p_demo.add_argument("--out", default="runs/demo", help="output root (default runs/demo)")
     p_demo.set_defaults(fn=cmd_demo)
+    from polyhead.train.matrix import add_matrix_parser
+    add_matrix_parser(sub)
     ns = parser.parse_args(argv)
     raise SystemExit(ns.fn(ns))
