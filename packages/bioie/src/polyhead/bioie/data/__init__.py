@@ -1,0 +1,1 @@
+"""Readers, writers, the embedded generator and the model-input encoding of polyhead-bioie."""
