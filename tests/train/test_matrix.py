@@ -170,10 +170,10 @@ def test_resume_reuses_finished_cells_and_redoes_a_killed_one(matrix_out: Path, 
 
 def test_a_changed_spec_is_not_reused(matrix_out: Path) -> None:
     record = _cells(matrix_out, "moh")[0]
-    spec = CellSpec(**{**record["spec"], "fit_args": tuple(record["spec"]["fit_args"])})
+    spec = CellSpec(**{**record["spec"], "budget_args": tuple(record["spec"]["budget_args"])})
     cell_dir = matrix_out / "cells/tiny/fake/moh/seed0"
     assert reusable(cell_dir, spec, retry_failed=False) is not None
-    other = CellSpec(**{**record["spec"], "fit_args": (*spec.fit_args, "--trainer.max_epochs", "2")})
+    other = CellSpec(**{**record["spec"], "budget_args": (*spec.budget_args, "--trainer.max_epochs", "2")})
     assert reusable(cell_dir, other, retry_failed=False) is None
 
 

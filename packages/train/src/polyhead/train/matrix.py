@@ -12,6 +12,7 @@ or variant by name:
   of them accept it; keys where it does not apply keep the domain's default attention and the cell says
   which sites kept it (a cell where no key applies is not run, with the reasons).
 - A cell runs ``fit`` then ``test`` of the domain's CLI (:func:`polyhead.train.experiment.fit_test`) with
+  the budget's ``matrix_args`` (to both: the data settings must reach ``test``) and
   ``--<config_key> '{"name": <variant>}'`` per applicable key. At a site that is not causal, a variant
   whose ``causal`` option defaults to True (``s2``, ``dma``) gets ``"causal": false``; at causal sites
   the domain's model sets ``causal=True`` itself, as it does for its default attention.
@@ -214,15 +215,20 @@ class CellSpec:
     budget: str
     device: str
     configs: dict[str, dict[str, Any]]
-    fit_args: tuple[str, ...]
+    budget_args: tuple[str, ...]
 
     def key(self) -> str:
         blob = json.dumps(asdict(self), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def args(self) -> tuple[list[str], list[str], list[str]]:
-        """``(common, fit, test)`` arguments for :func:`polyhead.train.experiment.fit_test`."""
-        common = [
+    def args(self) -> list[str]:
+        """Arguments for both ``fit`` and ``test`` (see :func:`polyhead.train.experiment.fit_test`).
+
+        The budget's arguments go to ``test`` too: LightningCLI restores only the model's settings from the
+        checkpoint, so data settings (a generated dataset's size, ...) must be repeated. The attention
+        configs come after them, the device last, so neither can be overridden by the budget's arguments.
+        """
+        args = [
             "--run.wandb",
             "disabled",
             "--run.progress",
@@ -232,17 +238,12 @@ class CellSpec:
             f"--trainer.callbacks+={COST_CALLBACK}",
             "--seed_everything",
             str(self.seed),
+            *self.budget_args,
         ]
         for key, cfg in self.configs.items():
-            common += [f"--{key}", json.dumps(cfg)]
-        device = [
-            "--trainer.accelerator",
-            "gpu" if self.device == "cuda" else "cpu",
-            "--trainer.devices",
-            "1",
-        ]
-        # Device options last: they override whatever the domain's budget arguments say.
-        return common, [*self.fit_args, *device], device
+            args += [f"--{key}", json.dumps(cfg)]
+        accelerator = "gpu" if self.device == "cuda" else "cpu"
+        return [*args, "--trainer.accelerator", accelerator, "--trainer.devices", "1"]
 
 
 def run_cell(spec: CellSpec, cell_dir: Path) -> dict[str, Any]:
@@ -254,17 +255,10 @@ def run_cell(spec: CellSpec, cell_dir: Path) -> dict[str, Any]:
     root = cell_dir / "runs"
     if root.exists():  # a killed earlier attempt: start again from scratch
         shutil.rmtree(root)
-    common, fit_args, test_args = spec.args()
     res = fit_test(
-        domain.cli,
-        domain=domain.name,
-        root=root,
-        experiment=spec.variant,
-        version=f"seed{spec.seed}",
-        common_args=common,
-        fit_args=fit_args,
-        test_args=test_args,
-    )
+        domain.cli, domain=domain.name, root=root, experiment=spec.variant, version=f"seed{spec.seed}",
+        common_args=spec.args(),
+    )  # fmt: skip
     if domain.metric not in res.metrics:
         raise KeyError(
             f"metric {domain.metric!r} not in {res.run_dir / 'metrics.json'} (has: {', '.join(sorted(res.metrics))})"
@@ -373,7 +367,7 @@ def _run_subprocess(cell_dir: Path, timeout_s: float | None) -> dict[str, Any]:
 def _cell_process_main(cell_dir: Path) -> int:
     """Entry of the cell subprocess: run the spec in ``cell_dir`` and write ``result.json``."""
     fields = json.loads((cell_dir / SPEC_FILE).read_text())
-    spec = CellSpec(**{**fields, "fit_args": tuple(fields["fit_args"])})
+    spec = CellSpec(**{**fields, "budget_args": tuple(fields["budget_args"])})
     try:
         result = run_cell(spec, cell_dir)
     except (Exception, SystemExit) as err:
@@ -535,7 +529,7 @@ def run_matrix(
             log(f"[matrix] {ref.name}: {why}")
             continue
         info["status"] = "ready"
-        fit_args = tuple(dom.matrix_args[budget])
+        budget_args = tuple(dom.matrix_args[budget])
         rows: list[dict[str, Any]] = []
         for variant in [DEFAULT_VARIANT, *variants]:
             row: dict[str, Any] = {"domain": ref.name, "variant": variant}
@@ -550,7 +544,9 @@ def run_matrix(
             row.update({"configs": plan.configs, "applied": list(plan.applied), "kept": plan.kept})
             records = []
             for seed in range(seeds):
-                spec = CellSpec(ref.name, ref.target, variant, seed, budget, device, plan.configs, fit_args)
+                spec = CellSpec(
+                    ref.name, ref.target, variant, seed, budget, device, plan.configs, budget_args
+                )
                 cell_dir = out / "cells" / budget / ref.name / variant / f"seed{seed}"
                 record = reusable(cell_dir, spec, retry_failed=retry_failed)
                 if record is not None:
