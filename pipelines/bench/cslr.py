@@ -64,17 +64,17 @@ def bench_extract(videos: list[Path]) -> list[dict]:
 
 def _batch(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, list[list[int]]]:
     from polyhead.cslr.data.synthetic import generate_corpus
-    from polyhead.cslr.data.transforms import fill_missing, normalize_parts
+    from polyhead.cslr.data.transforms import preprocess
     from polyhead.cslr.data.vocab import GlossVocabulary
 
     samples = generate_corpus(num_glosses=20, num_sentences=24, samples_per_sentence=2, seed=seed)[
         "signer_independent"
     ]["train"][:n]
     vocab = GlossVocabulary.build(s.glosses for s in samples)
-    xs = [
-        torch.from_numpy(normalize_parts(fill_missing(s.keypoints)[0]).reshape(len(s.keypoints), -1))
-        for s in samples
-    ]
+    xs = []
+    for s in samples:  # coordinates and the observed mask per point, as CSLRModule(observed="channel") feeds
+        xy, observed = preprocess(s.keypoints, max_frames=256)
+        xs.append(torch.from_numpy(np.concatenate([xy, observed[..., None]], -1).reshape(len(xy), -1)))
     lengths = torch.tensor([len(x) for x in xs])
     x = torch.nn.utils.rnn.pad_sequence(xs, batch_first=True).float()
     return x, lengths, [vocab.encode(s.glosses) for s in samples]

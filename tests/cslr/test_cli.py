@@ -34,7 +34,13 @@ def test_fit_test_writes_wer(tmp_path: Path, task: str) -> None:
     main(["test", *common])
     run = tmp_path / "cslr" / "default" / "version_0"
     metrics = json.loads((run / "metrics.json").read_text())["metrics"]
-    assert set(metrics) == {"test/wer", "test/exact", "dev/wer", "dev/exact"}
+    assert {k for k in metrics if not k.startswith("data/")} == {
+        "test/wer",
+        "test/exact",
+        "dev/wer",
+        "dev/exact",
+    }
+    assert metrics["data/oov_samples/test"] == 0 and metrics["data/oov_glosses/dev"] == 0
     assert metrics["test/wer"] >= 0 and metrics["dev/wer"] >= 0
     assert (run / "vocab.json").is_file()
     (split_dir,) = (tmp_path / "cache").glob(f"generated_*/{task}")
@@ -45,8 +51,11 @@ def test_fit_test_writes_wer(tmp_path: Path, task: str) -> None:
         rows = list(csv.reader(f))
     vocab = {*json.loads((run / "vocab.json").read_text()), "<unk>"}
     ids = {line.split("|")[0] for line in (split_dir / "all.txt").read_text().splitlines()[1:]}
-    assert rows[0] == ["id", "gloss"] and {r[0] for r in rows[1:]} == ids
-    assert all(set(r[1].split()) <= vocab for r in rows[1:])
+    assert rows[0] == ["id", "gloss", "score", "gloss_scores", "status", "frames"]
+    assert {r[0] for r in rows[1:]} == ids
+    for r in rows[1:]:
+        assert set(r[1].split()) <= vocab and 0 < float(r[2]) <= 1 and r[4] == "ok"
+        assert len(r[3].split()) == len(r[1].split())
 
 
 @pytest.mark.slow
@@ -68,10 +77,18 @@ def test_predict_from_video(tmp_path: Path) -> None:
     with open(run / "predictions.csv", newline="") as f:
         rows = list(csv.reader(f))
     assert [r[0] for r in rows] == ["id", "clip"]  # the empty file is reported and skipped
+    assert rows[1][4] == "too_short" and rows[1][1] == ""  # 6 frames: shorter than any sign in training
     assert (run / "extracted" / "keypoints" / "clip.npy").is_file()
 
 
 def test_real_data_paths_are_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exc:
         main(["fit", "--run.root", str(tmp_path), "--data.keypoints", str(tmp_path / "nope.pkl")])
-    assert "real data needs all of" in capsys.readouterr().err
+    assert exc.value.code == 2
+    assert "data.keypoints needs annotation files" in capsys.readouterr().err
+    (tmp_path / "kp.pkl").write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", "--run.root", str(tmp_path), "--data.keypoints", str(tmp_path / "kp.pkl"),
+              "--data.train_annotations", str(tmp_path / "train.txt")])  # fmt: skip
+    assert exc.value.code == 2
+    assert "data.train_annotations: no such file" in capsys.readouterr().err

@@ -5,9 +5,10 @@ from __future__ import annotations
 import itertools
 import math
 
+import pytest
 import torch
 
-from polyhead.cslr.decoding import beam_decode, greedy_decode, prefix_beam_search
+from polyhead.cslr.decoding import beam_decode, greedy_decode, greedy_decode_scored, prefix_beam_search
 
 
 def _collapse(path: tuple[int, ...]) -> tuple[int, ...]:
@@ -57,3 +58,29 @@ def test_beam_matches_brute_force_on_random_inputs() -> None:
         assert tuple(labels) == ref and math.isclose(logp, ref_lp, rel_tol=1e-9)
     batch = torch.log_softmax(torch.randn(2, 6, 4, generator=g), -1)
     assert beam_decode(batch, torch.tensor([6, 3]), beam_size=8)[1] == prefix_beam_search(batch[1, :3], 8)[0]
+
+
+def test_greedy_scores_against_a_per_frame_reference() -> None:
+    torch.manual_seed(3)
+    lp = torch.log_softmax(torch.randn(3, 12, 6) * 3, -1)
+    lengths = torch.tensor([12, 7, 0])
+    out = greedy_decode_scored(lp, lengths)
+    assert [o[0] for o in out] == greedy_decode(lp, lengths)
+    for b in range(3):
+        n = int(lengths[b])
+        labels, seq, per_gloss = out[b]
+        if n == 0:
+            assert (labels, seq, per_gloss) == ([], 0.0, [])
+            continue
+        best = lp[b, :n].max(-1)
+        assert seq == pytest.approx(float(best.values.mean().exp()), rel=1e-5)
+        # reference: walk the frames, one score per emitted gloss = the highest probability of its run
+        ref, prev = [], None
+        for t in range(n):
+            c, p = int(best.indices[t]), float(best.values[t].exp())
+            if c != prev and c != 0:
+                ref.append(p)
+            elif c == prev and c != 0:
+                ref[-1] = max(ref[-1], p)
+            prev = c
+        assert per_gloss == pytest.approx(ref, rel=1e-5) and len(per_gloss) == len(labels)

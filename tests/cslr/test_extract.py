@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polyhead.cslr.data.isharah import load_keypoints
+from polyhead.cslr.data.isharah import load_unlabeled
 from polyhead.cslr.data.layout import BODY, LEFT_HAND, LIPS, LIPS_MEDIAPIPE, NUM_POINTS, RIGHT_HAND
 from polyhead.cslr.extract import find_inputs, main, read_pose_file, run_extract
 
@@ -50,7 +50,7 @@ def test_extract_real_photo_clip_and_bad_files(tmp_path: Path) -> None:
     problems = {Path(p["path"]).name: p["status"] for p in summary["problems"]}
     assert problems == {"nobody.png": "no_person", "empty.mp4": "empty", "garbage.mp4": "unreadable"}
 
-    kp = load_keypoints(out / "keypoints.pkl")  # the release-format reader accepts the output
+    kp = {s.id: s.keypoints for s in load_unlabeled(out / "keypoints.pkl")}  # the release reader accepts it
     assert set(kp) == {"photo", "clip"}
     photo, clip = kp["photo"], kp["clip"]
     assert photo.shape == (1, NUM_POINTS, 3) and clip.shape == (4, NUM_POINTS, 3)

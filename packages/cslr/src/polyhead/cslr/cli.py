@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from polyhead.cslr import extract
-from polyhead.cslr.module import CSLRDataModule, CSLRModule
+from polyhead.cslr.datamodule import CSLRDataModule
+from polyhead.cslr.module import CSLRModule
 from polyhead.train import run_cli
 
 

@@ -78,3 +78,39 @@ def beam_decode(log_probs: Tensor, lengths: Tensor | None = None, beam_size: int
     B, T, _ = log_probs.shape
     lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.cpu()
     return [prefix_beam_search(log_probs[b, : int(lengths[b])], beam_size)[0] for b in range(B)]
+
+
+def greedy_decode_scored(
+    log_probs: Tensor, lengths: Tensor | None = None
+) -> list[tuple[list[int], float, list[float]]]:
+    """Greedy decoding with confidences: ``[(labels, sequence score, per-gloss scores), ...]``.
+
+    The sequence score is the geometric mean over valid frames of the best path's per-frame probability
+    (``exp(mean_t max_v log p_t(v))``), so it does not shrink with length; a gloss's score is the highest
+    probability it reaches over the frames of its run on the best path (CTC emits a gloss on a few peaky
+    frames). An input with no valid frame scores 0.
+    """
+    B, T, _ = log_probs.shape
+    lengths = torch.full((B,), T, dtype=torch.long) if lengths is None else lengths.to("cpu")
+    best_lp, best = log_probs.detach().float().max(-1)  # (B, T)
+    best_lp, best = best_lp.cpu(), best.cpu()
+    valid = torch.arange(T)[None, :] < lengths[:, None]
+    n = valid.sum(1).clamp(min=1)
+    seq = torch.where(lengths > 0, ((best_lp * valid).sum(1) / n).exp(), torch.zeros(B))
+    new = torch.ones_like(best, dtype=torch.bool)
+    new[:, 1:] = best[:, 1:] != best[:, :-1]
+    run_id = new.long().cumsum(1) - 1  # (B, T) index of the run each frame belongs to
+    probs = best_lp.exp()
+    out = []
+    for b in range(B):
+        L = int(lengths[b])
+        if L == 0:
+            out.append(([], 0.0, []))
+            continue
+        runs = run_id[b, :L]
+        peak = torch.zeros(int(runs[-1]) + 1).scatter_reduce(0, runs, probs[b, :L], "amax")  # (runs,)
+        starts = new[b, :L].nonzero().flatten()
+        labels = best[b, starts]
+        keep = labels != BLANK
+        out.append((labels[keep].tolist(), float(seq[b]), peak[keep].tolist()))
+    return out

@@ -1,230 +1,56 @@
-"""LightningModule and LightningDataModule for continuous sign-language recognition (``polyhead-cslr``).
+"""LightningModule for continuous sign-language recognition (``polyhead-cslr``).
 
     polyhead-cslr fit                                             # generated signer-independent split
     polyhead-cslr fit --data.task unseen_sentences --model.model msft
     polyhead-cslr test                                            # dev/test WER -> metrics.json
-    polyhead-cslr predict --data.predict_keypoints new.pkl        # predictions.csv (id,gloss) in the run dir
+    polyhead-cslr predict --data.predict_keypoints new.pkl        # predictions.csv in the run dir
+    polyhead-cslr predict --data.predict_keypoints new.pkl --model.abstain_below 0.5
     polyhead-cslr predict --data.predict_videos clips/            # through the MediaPipe extractor
     polyhead-cslr fit --data.keypoints pose.pkl --data.train_annotations train.txt \\
         --data.dev_annotations dev.txt --data.test_annotations test.txt           # the Isharah release
+
+The encoder is built in ``__init__`` (its attention modules exist before any data is read); its CTC head
+is sized by the vocabulary, which ``fit`` takes from the training split and ``test``/``predict`` from the
+checkpoint. References are compared as the annotation files spell them, so a gloss outside the
+vocabulary counts as an error (and is reported, ``data/oov_*`` in metrics.json), never as ``<unk>``.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
-import json
-from pathlib import Path
+import sys
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torchmetrics
-from torch import Tensor, nn
-from torch.utils.data import Dataset
+from torch import Tensor
 
-from polyhead.cslr.data.isharah import Sample, load_keypoints, load_split, write_release
-from polyhead.cslr.data.synthetic import GENERATOR_VERSION, generate_corpus
-from polyhead.cslr.data.transforms import (
-    augment,
-    crop_or_pad,
-    fill_missing,
-    frame_drop,
-    normalize_parts,
-    time_warp,
-)
-from polyhead.cslr.data.vocab import GlossVocabulary
-from polyhead.cslr.decoding import beam_decode, greedy_decode
+from polyhead.cslr.data.layout import NUM_POINTS
+from polyhead.cslr.decoding import beam_decode, greedy_decode_scored
 from polyhead.cslr.losses import ctc_loss
 from polyhead.cslr.models import MultiScaleFusionTransformer, SignerInvariantConformer, TransformerCTC
 from polyhead.cslr.models.blocks import aux_loss
-from polyhead.train import run_dir, stateful_loader
+from polyhead.train import run_dir
+from polyhead.train.cli import PolyheadConfigError
 
-
-class KeypointDataset(Dataset):
-    """Samples -> ``(features (T, 172), label ids, id)``; augmentation only for training."""
-
-    def __init__(
-        self, samples: list[Sample], vocab: GlossVocabulary, *, max_frames: int, train: bool, seed: int
-    ) -> None:
-        self.samples, self.vocab, self.max_frames, self.train = samples, vocab, max_frames, train
-        self.rng = np.random.default_rng(seed)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, i: int) -> tuple[Tensor, list[int], str]:
-        s = self.samples[i]
-        x, observed = fill_missing(s.keypoints)
-        if self.train:
-            x = time_warp(frame_drop(x, self.rng), self.rng)
-            x, _ = augment(x, np.ones(x.shape[:2], dtype=bool), self.rng)
-        x = normalize_parts(x)
-        if x.shape[0] > self.max_frames:
-            x, _ = crop_or_pad(x, self.max_frames, self.rng if self.train else None)
-        return (
-            torch.from_numpy(x.reshape(x.shape[0], -1).astype(np.float32)),
-            self.vocab.encode(s.glosses),
-            s.id,
-        )
-
-
-def collate(batch: list[tuple[Tensor, list[int], str]]) -> tuple[Tensor, Tensor, list[list[int]], list[str]]:
-    lengths = torch.tensor([b[0].shape[0] for b in batch])
-    x = nn.utils.rnn.pad_sequence([b[0] for b in batch], batch_first=True)
-    return x, lengths, [b[1] for b in batch], [b[2] for b in batch]
-
-
-class CSLRDataModule(pl.LightningDataModule):
-    """Isharah-format keypoints (or the generated corpus) -> padded batches.
-
-    Args:
-        task: generated split: ``signer_independent`` or ``unseen_sentences``.
-        keypoints: Isharah keypoint pickle (with the three annotation files) instead of generated data.
-        train_annotations, dev_annotations, test_annotations: ``id|gloss`` files.
-        cache_dir: where the generated corpus is written (release format).
-        num_glosses, num_signers, num_sentences, samples_per_sentence, seed: generator settings.
-        max_frames: crop longer sequences (reference: 256).
-        batch_size: sequences per batch.
-        predict_keypoints: keypoint pickle (release format) to transcribe with ``predict``.
-        predict_videos: folder (or file) of videos / ``.pose`` files to transcribe with ``predict``; keypoints
-            are extracted into ``<run dir>/extracted`` (resumable) first.
-        extract_workers: worker processes for that extraction.
-    """
-
-    def __init__(
-        self,
-        *,
-        task: Literal["signer_independent", "unseen_sentences"] = "signer_independent",
-        keypoints: str | None = None,
-        train_annotations: str | None = None,
-        dev_annotations: str | None = None,
-        test_annotations: str | None = None,
-        cache_dir: str = "runs/cslr/cache",
-        num_glosses: int = 60,
-        num_signers: int = 9,
-        num_sentences: int = 120,
-        samples_per_sentence: int = 4,
-        seed: int = 0,
-        max_frames: int = 256,
-        batch_size: int = 16,
-        predict_keypoints: str | None = None,
-        predict_videos: str | None = None,
-        extract_workers: int = 1,
-    ) -> None:
-        super().__init__()
-        files = {"data.keypoints": keypoints, "data.train_annotations": train_annotations,
-                 "data.dev_annotations": dev_annotations, "data.test_annotations": test_annotations}  # fmt: skip
-        given = {k: v for k, v in files.items() if v is not None}
-        if given and len(given) != 4:
-            missing = sorted(set(files) - set(given))
-            raise ValueError(f"real data needs all of {sorted(files)}; missing {missing}")
-        for k, v in given.items():
-            if not Path(v).is_file():
-                raise FileNotFoundError(f"{k}: no such file: {v}")
-        self.files = given
-        for k, v in (("data.predict_keypoints", predict_keypoints), ("data.predict_videos", predict_videos)):
-            if v is not None and not Path(v).exists():
-                raise FileNotFoundError(f"{k}: no such file or directory: {v}")
-        self.predict_keypoints, self.predict_videos = predict_keypoints, predict_videos
-        self.extract_workers = extract_workers
-        self.predict_samples: list[Sample] = []
-        self.task, self.cache_dir, self.seed = task, Path(cache_dir), seed
-        self.gen = {"num_glosses": num_glosses, "num_signers": num_signers, "num_sentences": num_sentences,
-                    "samples_per_sentence": samples_per_sentence, "seed": seed}  # fmt: skip
-        self.max_frames, self.batch_size = max_frames, batch_size
-        self.vocab: GlossVocabulary | None = None
-        self.splits: dict[str, list[Sample]] = {}
-
-    def _generated_files(self) -> dict[str, Path]:
-        settings = {**self.gen, "generator": GENERATOR_VERSION}
-        key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-        root = self.cache_dir / f"generated_{key}" / self.task
-        files = {"kp": root / "keypoints.pkl", **{s: root / f"{s}.txt" for s in ("train", "dev", "test")}}
-        if not files["test"].is_file():
-            root.mkdir(parents=True, exist_ok=True)
-            corpus = generate_corpus(**self.gen)[self.task]
-            everything = [s for part in corpus.values() for s in part]
-            write_release(everything, files["kp"], root / "all.txt")
-            for split, samples in corpus.items():
-                with open(files[split], "w", encoding="utf-8") as f:
-                    f.write("id|gloss\n" + "".join(f"{s.id}|{' '.join(s.glosses)}\n" for s in samples))
-        return files
-
-    def prepare_data(self) -> None:
-        if not self.files and self.trainer is not None and self.trainer.state.fn != "predict":
-            self._generated_files()
-
-    def _predict_keypoint_file(self) -> Path:
-        if self.predict_keypoints is not None:
-            return Path(self.predict_keypoints)
-        if self.predict_videos is None:
-            raise ValueError(
-                "predict needs data.predict_keypoints (a keypoint pickle) or data.predict_videos"
-            )
-        from polyhead.cslr.extract import run_extract
-
-        out = run_dir(self.trainer) / "extracted"
-        summary = run_extract([Path(self.predict_videos)], out, workers=self.extract_workers)
-        for r in summary["problems"]:
-            print(f"polyhead-cslr predict: skipped {r['path']}: {r['status']}: {r['message']}")
-        if not summary["samples_in_pickle"]:
-            raise ValueError(
-                f"data.predict_videos: no keypoints could be extracted from {self.predict_videos}"
-            )
-        return Path(summary["pickle"])
-
-    def setup(self, stage: str) -> None:
-        if stage == "predict":
-            if not self.predict_samples:
-                kp = load_keypoints(self._predict_keypoint_file())
-                self.predict_samples = [Sample(sid, a, ()) for sid, a in kp.items()]
-            return
-        if self.splits:
-            return
-        if self.files:
-            kp = load_keypoints(self.files["data.keypoints"])
-            paths = {s: self.files[f"data.{s}_annotations"] for s in ("train", "dev", "test")}
-        else:
-            g = self._generated_files()
-            kp = load_keypoints(g["kp"])
-            paths = {s: g[s] for s in ("train", "dev", "test")}
-        self.splits = {s: load_split(kp, p) for s, p in paths.items()}
-        self.vocab = GlossVocabulary.build(s.glosses for s in self.splits["train"])
-        self.in_dim = int(np.prod(self.splits["train"][0].keypoints.shape[1:2])) * 2
-
-    def _loader(self, split: str, train: bool) -> Any:
-        ds = KeypointDataset(
-            self.splits[split], self.vocab, max_frames=self.max_frames, train=train, seed=self.seed
-        )
-        return stateful_loader(ds, batch_size=self.batch_size, shuffle=train, collate_fn=collate)
-
-    def train_dataloader(self) -> Any:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> Any:
-        return self._loader("dev", False)
-
-    def test_dataloader(self) -> Any:
-        return [self._loader("dev", False), self._loader("test", False)]
-
-    def predict_dataloader(self) -> Any:
-        ds = KeypointDataset(self.predict_samples, GlossVocabulary.build([]), max_frames=self.max_frames,
-                             train=False, seed=self.seed)  # fmt: skip
-        return stateful_loader(ds, batch_size=self.batch_size, shuffle=False, collate_fn=collate)
+UNK_ID = 1
 
 
 class CSLRModule(pl.LightningModule):
-    """CTC training with WER and exact-sentence accuracy.
+    """CTC training with WER and exact-sentence accuracy; scored predictions that can abstain.
 
     Args:
         model: ``conformer`` (Signer-Invariant Conformer), ``msft`` (Multi-Scale Fusion Transformer) or
             ``baseline`` (starter-kit Transformer + CTC).
         d_model, layers, heads, dropout: encoder size (defaults: each model's reference setting).
         attention: attention variant config, e.g. ``{"name": "mha"}``.
+        observed: ``channel`` feeds the per-point observed mask (1 = detected in this frame) as a third
+            input value per point; ``none`` gives the model coordinates only.
         lr, weight_decay: AdamW (reference: 1e-3) with a OneCycle schedule.
         beam_size: 0 for greedy decoding in evaluation, else CTC prefix beam search width.
+        abstain_below: ``predict`` leaves the gloss empty (status ``abstained``) when the sequence score is
+            below this (0: never).
     """
 
     def __init__(
@@ -236,60 +62,82 @@ class CSLRModule(pl.LightningModule):
         heads: int = 8,
         dropout: float | None = None,
         attention: dict[str, Any] | None = None,
+        observed: Literal["channel", "none"] = "channel",
         lr: float = 1e-3,
         weight_decay: float = 0.01,
         beam_size: int = 0,
+        abstain_below: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= abstain_below <= 1.0:
+            raise ValueError(f"abstain_below is a score in [0, 1], got {abstain_below}")
         self.save_hyperparameters()
-        self.net: nn.Module | None = None
-        self.vocab_itos: list[str] | None = None
-        for split in ("val", "dev", "test"):
-            setattr(self, f"{split}_wer", torchmetrics.text.WordErrorRate())
-            setattr(self, f"{split}_exact", torchmetrics.MeanMetric())
-        self._predictions: list[tuple[str, str]] = []
-
-    def build(self, in_dim: int, itos: list[str]) -> None:
-        hp = self.hparams
-        kw: dict[str, Any] = {"heads": hp.heads, "attention": hp.attention}
-        for k in ("d_model", "layers", "dropout"):
-            if hp[k] is not None:
-                kw[k] = hp[k]
+        kw: dict[str, Any] = {"heads": heads, "attention": attention}
+        for k, v in (("d_model", d_model), ("layers", layers), ("dropout", dropout)):
+            if v is not None:
+                kw[k] = v
         cls = {
             "conformer": SignerInvariantConformer,
             "msft": MultiScaleFusionTransformer,
             "baseline": TransformerCTC,
-        }[hp.model]
-        self.net = cls(in_dim, len(itos), **kw)
-        self.vocab_itos = list(itos)
-        self.in_dim = in_dim
+        }
+        self.in_dim = NUM_POINTS * (3 if observed == "channel" else 2)
+        self.net = cls[model](self.in_dim, **kw)
+        self.itos: list[str] | None = None
+        self.stoi: dict[str, int] = {}
+        for split in ("val", "dev", "test"):
+            setattr(self, f"{split}_wer", torchmetrics.text.WordErrorRate())
+            setattr(self, f"{split}_exact", torchmetrics.MeanMetric())
+        self._predictions: list[list[str]] = []
+        self._oov: dict[str, tuple[int, int]] = {}
+
+    def set_vocabulary(self, itos: list[str]) -> None:
+        """Size the CTC head for ``itos`` (blank, unk, glosses) unless it already has that vocabulary."""
+        if self.itos != list(itos):
+            self.net.set_vocab_size(len(itos))
+            self.itos = list(itos)
+            self.stoi = {g: i for i, g in enumerate(itos)}
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
         dm.setup(stage)
-        if stage == "predict":
-            return  # the network is built from the checkpoint (on_load_checkpoint)
-        if self.net is None:
-            self.build(dm.in_dim, dm.vocab.itos)
-        if stage == "fit" and self.trainer.is_global_zero:
-            d = run_dir(self.trainer)
-            d.mkdir(parents=True, exist_ok=True)
-            dm.vocab.save(d / "vocab.json")
+        if stage == "fit":
+            self.set_vocabulary(dm.vocab.itos)
+            if self.trainer.is_global_zero:
+                d = run_dir(self.trainer)
+                d.mkdir(parents=True, exist_ok=True)
+                dm.vocab.save(d / "vocab.json")
+        elif self.itos is None and dm.vocab is not None and self.trainer.ckpt_path is None:
+            self.set_vocabulary(dm.vocab.itos)  # an untrained model (no checkpoint): the data's vocabulary
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["cslr"] = {"in_dim": self.in_dim, "itos": self.vocab_itos}
+        checkpoint["cslr"] = {"in_dim": self.in_dim, "itos": self.itos}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.net is None and "cslr" in checkpoint:
-            self.build(checkpoint["cslr"]["in_dim"], checkpoint["cslr"]["itos"])
+        if "cslr" not in checkpoint:
+            raise PolyheadConfigError("the checkpoint has no CSLR vocabulary (not written by polyhead-cslr)")
+        if checkpoint["cslr"]["in_dim"] != self.in_dim:
+            raise PolyheadConfigError(
+                f"the checkpoint's model takes {checkpoint['cslr']['in_dim']} inputs per frame, this "
+                f"configuration {self.in_dim} (model.observed {self.hparams.observed!r})"
+            )
+        self.set_vocabulary(checkpoint["cslr"]["itos"])
 
-    def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        assert self.net is not None
+    def forward(self, x: Tensor, observed: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        if self.hparams.observed == "channel":
+            B, T = observed.shape[:2]
+            x = torch.cat([x.view(B, T, NUM_POINTS, 2), observed.unsqueeze(-1).to(x.dtype)], -1).view(
+                B, T, -1
+            )
         return self.net(x, lengths)
 
+    def encode_glosses(self, glosses: tuple[str, ...]) -> list[int]:
+        return [self.stoi.get(g, UNK_ID) for g in glosses]
+
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x, lengths, targets, ids = batch
-        lp, out_len = self(x, lengths)
+        x, observed, lengths, glosses, ids = batch
+        lp, out_len = self(x, observed, lengths)
+        targets = [self.encode_glosses(g) for g in glosses]
         loss, skipped = ctc_loss(lp, out_len, targets, ids=ids, skip_short=True)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(ids))
         aux = aux_loss(self.net)
@@ -300,20 +148,23 @@ class CSLRModule(pl.LightningModule):
             self.log("train/too_short", float(len(skipped)), reduce_fx="sum", batch_size=len(ids))
         return loss
 
-    def decode(self, x: Tensor, lengths: Tensor) -> list[list[int]]:
-        lp, out_len = self(x, lengths)
+    def decode(
+        self, x: Tensor, observed: Tensor, lengths: Tensor
+    ) -> list[tuple[list[int], float, list[float]]]:
+        """``[(label ids, sequence score, per-gloss scores)]``; beam search keeps the greedy scores' frames."""
+        lp, out_len = self(x, observed, lengths)
+        scored = greedy_decode_scored(lp, out_len)
         if self.hparams.beam_size:
-            return beam_decode(lp, out_len, self.hparams.beam_size)
-        return greedy_decode(lp, out_len)
+            beams = beam_decode(lp, out_len, self.hparams.beam_size)
+            scored = [(b, s, g if b == h else []) for b, (h, s, g) in zip(beams, scored)]
+        return scored
 
     def _eval(self, split: str, batch: Any) -> None:
-        x, lengths, targets, ids = batch
-        hyps = self.decode(x, lengths)
-        itos = self.vocab_itos
-        hyp_txt = [" ".join(itos[i] for i in h) for h in hyps]
-        ref_txt = [" ".join(itos[i] for i in t) for t in targets]
-        getattr(self, f"{split}_wer").update(hyp_txt, ref_txt)
-        getattr(self, f"{split}_exact").update(torch.tensor([float(h == t) for h, t in zip(hyps, targets)]))
+        x, observed, lengths, glosses, ids = batch
+        hyps = [[self.itos[i] for i in h] for h, _, _ in self.decode(x, observed, lengths)]
+        refs = [list(g) for g in glosses]
+        getattr(self, f"{split}_wer").update([" ".join(h) for h in hyps], [" ".join(r) for r in refs])
+        getattr(self, f"{split}_exact").update(torch.tensor([float(h == r) for h, r in zip(hyps, refs)]))
         kw = {"batch_size": len(ids), "add_dataloader_idx": False}
         self.log(f"{split}/wer", getattr(self, f"{split}_wer"), prog_bar=True, **kw)
         self.log(f"{split}/exact", getattr(self, f"{split}_exact"), **kw)
@@ -321,13 +172,45 @@ class CSLRModule(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval("val", batch)
 
-    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval(("dev", "test")[dataloader_idx], batch)
+    def on_test_start(self) -> None:
+        dm = self.trainer.datamodule
+        self._oov = {}
+        for split in dm.test_splits():
+            n, tokens, examples = dm.out_of_vocabulary(split, self.stoi)
+            self._oov[split] = (n, tokens)
+            if n:
+                print(
+                    f"polyhead-cslr: warning: {split}: {n} samples have {tokens} glosses outside the model's "
+                    f"vocabulary of {len(self.itos) - 2} (counted as errors), e.g. {'; '.join(examples)}",
+                    file=sys.stderr,
+                )
 
-    def predict_step(self, batch: Any, batch_idx: int) -> list[tuple[str, str]]:
-        x, lengths, _, ids = batch
-        itos = self.vocab_itos
-        rows = [(sid, " ".join(itos[i] for i in h)) for sid, h in zip(ids, self.decode(x, lengths))]
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self._eval(self.trainer.datamodule.test_splits()[dataloader_idx], batch)
+
+    def on_test_epoch_end(self) -> None:
+        dm = self.trainer.datamodule
+        for split, (n, tokens) in self._oov.items():
+            self.log(f"data/oov_samples/{split}", float(n))
+            self.log(f"data/oov_glosses/{split}", float(tokens))
+        for reason, n in dm.report.skipped.items():
+            self.log(f"data/skipped/{reason}", float(n))
+
+    def predict_step(self, batch: Any, batch_idx: int) -> list[list[str]]:
+        x, observed, lengths, _, ids = batch
+        dm = self.trainer.datamodule
+        rows = []
+        for sid, n, (h, score, gloss_scores) in zip(ids, lengths.tolist(), self.decode(x, observed, lengths)):
+            if n < dm.min_frames:
+                status = "too_short"
+            elif score < self.hparams.abstain_below:
+                status = "abstained"
+            else:
+                status = "ok"
+            gloss = " ".join(self.itos[i] for i in h) if status == "ok" else ""
+            rows.append(
+                [sid, gloss, f"{score:.4f}", " ".join(f"{s:.3f}" for s in gloss_scores), status, str(n)]
+            )
         self._predictions += rows
         return rows
 
@@ -336,9 +219,20 @@ class CSLRModule(pl.LightningModule):
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "w", encoding="utf-8", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["id", "gloss"])
+            w.writerow(["id", "gloss", "score", "gloss_scores", "status", "frames"])
             w.writerows(self._predictions)
-        print(f"polyhead-cslr: wrote {len(self._predictions)} predictions to {path}")
+        status = [r[4] for r in self._predictions]
+        short = [r[0] for r in self._predictions if r[4] == "too_short"]
+        if short:
+            print(
+                f"polyhead-cslr: warning: {len(short)} inputs shorter than {self.trainer.datamodule.min_frames} "
+                f"frames (the fewest per gloss in training), no gloss output: {', '.join(short[:5])}",
+                file=sys.stderr,
+            )
+        print(
+            f"polyhead-cslr: wrote {len(status)} predictions to {path} ({status.count('ok')} ok, "
+            f"{status.count('abstained')} abstained, {len(short)} too short)"
+        )
         self._predictions = []
 
     def configure_optimizers(self) -> Any:

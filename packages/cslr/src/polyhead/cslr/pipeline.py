@@ -26,9 +26,9 @@ NAMES = {
 }
 
 # Quick mode: 20 glosses, 9 signers, reduced width; same budget for every model.
-QUICK_DATA = ["--data.num_glosses", "20", "--data.num_sentences", "120", "--data.samples_per_sentence", "4"]
+QUICK_DATA = ["--data.num_glosses", "20", "--data.num_sentences", "60", "--data.samples_per_sentence", "4"]
 QUICK_MODEL = ["--model.d_model", "128", "--model.layers", "2", "--model.heads", "4", "--model.lr", "2e-3"]
-QUICK_EPOCHS = 30
+QUICK_EPOCHS = 12
 
 
 def run_models(

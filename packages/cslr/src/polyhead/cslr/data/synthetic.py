@@ -124,9 +124,20 @@ def _body_template(signer: Signer) -> np.ndarray:
 
 
 def render_sentence(
-    glosses: list[int], vocab: list[GlossSign], signer: Signer, rng: np.random.Generator
+    glosses: list[int],
+    vocab: list[GlossSign],
+    signer: Signer,
+    rng: np.random.Generator,
+    *,
+    missing_hand: float = 0.0,
+    long_gaps: float = 0.0,
 ) -> np.ndarray:
-    """Keypoints ``(T, 86, 3)``: x, y in image units and a detection confidence; NaN where undetected."""
+    """Keypoints ``(T, 86, 3)``: x, y in image units and a detection confidence; NaN where undetected.
+
+    ``missing_hand``: probability that one hand (either) is never detected in the clip; ``long_gaps``:
+    probability, per hand, of a detection gap over 30-70% of the clip (as real extraction has when a hand
+    leaves the frame or is occluded). Both default to 0 (the default corpus).
+    """
     spans = [max(6, int(rng.normal(16, 2) / signer.speed)) for _ in glosses]
     hold = max(2, int(4 / signer.speed))
     dom_frames, sub_frames, mouth = [], [], []
@@ -154,13 +165,13 @@ def render_sentence(
     mouth_t = np.concatenate([np.concatenate([m, np.full(hold, m[-1])]) for m in mouth])[: len(dom)]
     T = len(dom)
     kp = np.zeros((T, NUM_POINTS, 2))
-    flex = np.concatenate(
-        [
-            np.concatenate([np.tile(vocab[g].flexion, (n, 1)), np.tile(vocab[g].flexion, (hold, 1))])
-            for g, n in zip(glosses, spans)
-        ]
-    )[:T]
-    shapes = np.stack([hand_shape(f) for f in flex]) * 0.35  # (T, 21, 2)
+    # The hand shape is constant over a sign and its hold: one shape per gloss, repeated over its frames.
+    shapes = (
+        np.concatenate(
+            [np.repeat(hand_shape(vocab[g].flexion)[None], n + hold, axis=0) for g, n in zip(glosses, spans)]
+        )[:T]
+        * 0.35
+    )  # (T, 21, 2)
     right, left = (sub, dom) if signer.left_handed else (dom, sub)
     mirror = np.array([-1.0, 1.0])
     kp[:, RIGHT_HAND] = right[:, None] + shapes * (mirror if signer.left_handed else 1.0)
@@ -184,6 +195,14 @@ def render_sentence(
         for _ in range(rng.poisson(T / 60)):
             start = int(rng.integers(0, T))
             kp[start : start + int(rng.integers(2, 8)), hand] = np.nan
+    if long_gaps:
+        for hand in (RIGHT_HAND, LEFT_HAND):
+            if rng.random() < long_gaps:
+                span = int(rng.uniform(0.3, 0.7) * T)
+                start = int(rng.integers(0, T - span + 1))
+                kp[start : start + span, hand] = np.nan
+    if missing_hand and rng.random() < missing_hand:
+        kp[:, (RIGHT_HAND, LEFT_HAND)[int(rng.integers(0, 2))]] = np.nan
     conf[np.isnan(kp).any(-1)] = 0.0
     return np.concatenate([kp, conf], -1).astype(np.float32)
 
@@ -215,8 +234,13 @@ def generate_corpus(
     min_len: int = 2,
     max_len: int = 6,
     seed: int = 0,
+    missing_hand: float = 0.0,
+    long_gaps: float = 0.0,
 ) -> dict[str, dict[str, list[Sample]]]:
-    """Both splits: ``{"signer_independent": {"train", "dev", "test"}, "unseen_sentences": {...}}``."""
+    """Both splits: ``{"signer_independent": {"train", "dev", "test"}, "unseen_sentences": {...}}``.
+
+    ``missing_hand`` and ``long_gaps`` add detection failures to every split (see :func:`render_sentence`).
+    """
     rng = np.random.default_rng(seed)
     vocab = make_vocabulary(num_glosses, rng)
     signers = make_signers(num_signers, rng)
@@ -230,7 +254,11 @@ def generate_corpus(
     names = [f"G{i:03d}" for i in range(num_glosses)]
 
     def sample(sid: str, sent: tuple[int, ...], signer: Signer) -> Sample:
-        return Sample(sid, render_sentence(list(sent), vocab, signer, rng), tuple(names[g] for g in sent))
+        return Sample(
+            sid,
+            render_sentence(list(sent), vocab, signer, rng, missing_hand=missing_hand, long_gaps=long_gaps),
+            tuple(names[g] for g in sent),
+        )
 
     signers, si_dev, si_test = assign_signer_splits(signers)
     si: dict[str, list[Sample]] = {"train": [], "dev": [], "test": []}

@@ -9,7 +9,10 @@
 - :class:`TransformerCTC` (starter-kit baseline): linear embedding, positions, Transformer encoder, CTC head.
 
 All take ``x (B, T, 86 * C)`` with lengths and return log-probabilities ``(B, T', V)`` with ``T'`` lengths.
-The attention variant is configurable (``attention: {name: ...}``).
+The attention variant is configurable (``attention: {name: ...}``). ``vocab_size=None`` builds the encoder
+without its CTC head (:meth:`CTCEncoder.set_vocab_size` adds it once the vocabulary is known), so the
+attention modules exist from construction on (the attention-map logger looks for them before the data is
+read).
 """
 
 from __future__ import annotations
@@ -27,6 +30,24 @@ from polyhead.cslr.models.blocks import (
 )
 
 
+class CTCEncoder(nn.Module):
+    """An encoder with a linear CTC head over ``vocab_size`` outputs (blank at 0)."""
+
+    d_model: int
+    head: nn.Linear | None
+
+    def set_vocab_size(self, vocab_size: int) -> None:
+        """(Re)build the CTC head for ``vocab_size`` outputs."""
+        if vocab_size < 2:
+            raise ValueError(f"vocab_size must be >= 2 (blank + one gloss), got {vocab_size}")
+        self.head = nn.Linear(self.d_model, vocab_size)
+
+    def _logits(self, h: Tensor) -> Tensor:
+        if self.head is None:
+            raise RuntimeError(f"{type(self).__name__} has no CTC head yet: call set_vocab_size first")
+        return torch.log_softmax(self.head(h).float(), -1)
+
+
 def _encode(h: Tensor, lengths: Tensor, blocks: nn.ModuleList, drop: nn.Module) -> Tensor:
     """Add sinusoidal positions, then run the blocks with the key-padding mask of ``lengths``."""
     h = drop(h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype))
@@ -36,9 +57,9 @@ def _encode(h: Tensor, lengths: Tensor, blocks: nn.ModuleList, drop: nn.Module) 
     return h
 
 
-class SignerInvariantConformer(nn.Module):
+class SignerInvariantConformer(CTCEncoder):
     def __init__(
-        self, in_dim: int, vocab_size: int, *, d_model: int = 512, layers: int = 6, heads: int = 8,
+        self, in_dim: int, vocab_size: int | None = None, *, d_model: int = 512, layers: int = 6, heads: int = 8,
         dropout: float = 0.3, downsample_stages: int = 3, attention: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -48,18 +69,20 @@ class SignerInvariantConformer(nn.Module):
         self.blocks = nn.ModuleList(
             ConformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
         )
-        self.head = nn.Linear(d_model, vocab_size)
+        self.d_model, self.head = d_model, None
+        if vocab_size is not None:
+            self.set_vocab_size(vocab_size)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         h = self.proj(self.front(x))
         lengths = self.front.output_lengths(lengths)
         h = _encode(h, lengths, self.blocks, self.drop)
-        return torch.log_softmax(self.head(h).float(), -1), lengths
+        return self._logits(h), lengths
 
 
-class MultiScaleFusionTransformer(nn.Module):
+class MultiScaleFusionTransformer(CTCEncoder):
     def __init__(
-        self, in_dim: int, vocab_size: int, *, d_model: int = 256, layers: int = 7, heads: int = 8,
+        self, in_dim: int, vocab_size: int | None = None, *, d_model: int = 256, layers: int = 7, heads: int = 8,
         dropout: float = 0.1, attention: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -71,7 +94,9 @@ class MultiScaleFusionTransformer(nn.Module):
             TransformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
+        self.d_model, self.head = d_model, None
+        if vocab_size is not None:
+            self.set_vocab_size(vocab_size)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         f = self.fine(x)  # (B, T/2, C)
@@ -82,12 +107,12 @@ class MultiScaleFusionTransformer(nn.Module):
         h = self.fuse(torch.cat([f, c_up.transpose(1, 2)], -1))
         lengths = self.fine.output_lengths(lengths)
         h = _encode(h, lengths, self.blocks, self.drop)
-        return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
+        return self._logits(self.norm(h)), lengths
 
 
-class TransformerCTC(nn.Module):
+class TransformerCTC(CTCEncoder):
     def __init__(
-        self, in_dim: int, vocab_size: int, *, d_model: int = 256, layers: int = 4, heads: int = 4,
+        self, in_dim: int, vocab_size: int | None = None, *, d_model: int = 256, layers: int = 4, heads: int = 4,
         dropout: float = 0.1, attention: dict[str, Any] | None = None,
     ) -> None:  # fmt: skip
         super().__init__()
@@ -97,9 +122,11 @@ class TransformerCTC(nn.Module):
             TransformerBlock(d_model, heads, dropout=dropout, attention=attention) for _ in range(layers)
         )
         self.norm = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size)
+        self.d_model, self.head = d_model, None
+        if vocab_size is not None:
+            self.set_vocab_size(vocab_size)
 
     def forward(self, x: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         h = self.embed(x)
         h = _encode(h, lengths, self.blocks, self.drop)
-        return torch.log_softmax(self.head(self.norm(h)).float(), -1), lengths
+        return self._logits(self.norm(h)), lengths
