@@ -121,7 +121,7 @@ class FaceModule(pl.LightningModule):
                 self.metrics[f"{split}_{who}ssim"] = StructuralSimilarityIndexMeasure(data_range=1.0)
         self.lmd = MeanMetric()
         self.lmd_input = MeanMetric()
-        self._lmd_done = self._lmd_found = 0
+        self._lmd_done = self._lmd_found = self._lmd_restored_found = 0
         self._mesh = None
         self._data_settings: dict[str, Any] | None = None
         self._test_rows: list[dict[str, Any]] = []
@@ -335,16 +335,17 @@ class FaceModule(pl.LightningModule):
             din, _ = landmark_distance(u8(d), u8(h), self._mesh)
             if din is not None:
                 self.lmd_input.update(din)
-            self._lmd_restored_found = getattr(self, "_lmd_restored_found", 0) + (dist is not None)
+            self._lmd_restored_found += dist is not None
 
     def on_test_epoch_end(self) -> None:
         if self._lmd_found:
-            self.log("test/lmd", self.lmd.compute() if self.lmd.update_count else float("nan"))
-            self.log(
-                "test/input_lmd", self.lmd_input.compute() if self.lmd_input.update_count else float("nan")
-            )
+            # A mean over no face is left out of metrics.json rather than written as NaN.
+            if self.lmd.update_count:
+                self.log("test/lmd", self.lmd.compute())
+            if self.lmd_input.update_count:
+                self.log("test/input_lmd", self.lmd_input.compute())
             self.log("test/lmd_scored_faces", float(self._lmd_found))
-            self.log("test/lmd_restored_detected", getattr(self, "_lmd_restored_found", 0) / self._lmd_found)
+            self.log("test/lmd_restored_detected", self._lmd_restored_found / self._lmd_found)
         dm = self.trainer.datamodule
         for reason, n in getattr(dm, "skipped", {}).items():
             self.log(f"data/skipped_{reason}", float(n))

@@ -184,8 +184,9 @@ class RestoreFormerPP(nn.Module):
         codes = q.z_q
 
         def fuse(r: int, h: Tensor) -> Tensor:
-            site = self.fusions.get(str(r), None)
-            return h if site is None else site(h, feats[r], [h, codes])
+            if str(r) not in self.fusions:
+                return h
+            return self.fusions[str(r)](h, feats[r], [h, codes])
 
         return RestoreOutput(self.vq.decoder(codes, fuse), q, z)
 
