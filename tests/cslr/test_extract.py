@@ -37,21 +37,29 @@ def test_extract_real_photo_clip_and_bad_files(tmp_path: Path) -> None:
     cv2.imwrite(str(inp / "nobody.png"), np.full((240, 320, 3), 90, np.uint8))
     (inp / "empty.mp4").write_bytes(b"")
     (inp / "garbage.mp4").write_bytes(b"this is not a video" * 10)
+    _clip(tmp_path / "full.avi", 12)
+    data = (tmp_path / "full.avi").read_bytes()
+    (inp / "cut.avi").write_bytes(data[: int(len(data) * 0.6)])  # truncated: the index says 12 frames
     (inp / "notes.txt").write_text("ignored")
     out = tmp_path / "out"
 
     summary = run_extract([inp], out, workers=1, progress=False)
-    assert summary["inputs"] == 5 and summary["processed"] == {
+    assert summary["inputs"] == 6 and summary["processed"] == {
         "ok": 2,
+        "damaged": 1,
         "no_person": 1,
         "empty": 1,
         "unreadable": 1,
     }
     problems = {Path(p["path"]).name: p["status"] for p in summary["problems"]}
-    assert problems == {"nobody.png": "no_person", "empty.mp4": "empty", "garbage.mp4": "unreadable"}
+    assert problems == {"nobody.png": "no_person", "empty.mp4": "empty", "garbage.mp4": "unreadable",
+                        "cut.avi": "damaged"}  # fmt: skip
+    (cut,) = [p for p in summary["problems"] if p["status"] == "damaged"]
+    assert 0 < cut["frames"] < 12 and f"decoded {cut['frames']} of the 12 frames" in cut["message"]
+    assert summary["frames_per_s"] > 0 and summary["frames"] == 1 + 4 + 1 + cut["frames"]
 
     kp = {s.id: s.keypoints for s in load_unlabeled(out / "keypoints.pkl")}  # the release reader accepts it
-    assert set(kp) == {"photo", "clip"}
+    assert set(kp) == {"photo", "clip", "cut"} and len(kp["cut"]) == cut["frames"]  # damaged: frames kept
     photo, clip = kp["photo"], kp["clip"]
     assert photo.shape == (1, NUM_POINTS, 3) and clip.shape == (4, NUM_POINTS, 3)
     h, w = cv2.imread(str(PHOTO)).shape[:2]
@@ -70,8 +78,8 @@ def test_extract_real_photo_clip_and_bad_files(tmp_path: Path) -> None:
 
     # Resume: finished files (ok, no person) are not redone; the failed ones are retried.
     again = run_extract([inp], out, workers=1, progress=False)
-    assert again["skipped_finished"] == 3 and again["processed"] == {"empty": 1, "unreadable": 1}
-    assert again["samples_in_pickle"] == 2
+    assert again["skipped_finished"] == 4 and again["processed"] == {"empty": 1, "unreadable": 1}
+    assert again["samples_in_pickle"] == 3
     lines = [json.loads(x) for x in (out / "status.jsonl").read_text().splitlines()]
     assert [r["id"] for r in lines].count("photo") == 1
 

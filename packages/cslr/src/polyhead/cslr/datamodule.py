@@ -219,7 +219,10 @@ class CSLRDataModule(pl.LightningDataModule):
         out = run_dir(self.trainer) / "extracted"
         summary = run_extract([Path(self.predict_videos)], out, workers=self.extract_workers)
         for r in summary["problems"]:
-            print(f"polyhead-cslr predict: skipped {r['path']}: {r['status']}: {r['message']}")
+            kept = "kept" if r["status"] == "damaged" else "skipped"
+            print(
+                f"polyhead-cslr predict: {kept} {r['path']}: {r['status']}: {r['message']}", file=sys.stderr
+            )
         if not summary["samples_in_pickle"]:
             raise PolyheadConfigError(
                 f"data.predict_videos: no keypoints could be extracted from {self.predict_videos}"

@@ -9,7 +9,10 @@ confidence 0 where a part was not detected. Files are processed in parallel work
 graph each, ``model_complexity=1`` as in the Isharah reference extraction) with a progress bar.
 
 The run is resumable: ``OUT/status.jsonl`` gets one line per finished file and a re-run skips files already
-finished (``ok`` or ``no_person``); unreadable or empty files are retried. Problems are reported per file
+finished (``ok``, ``damaged`` or ``no_person``); unreadable or empty files are retried. A video the decoder
+complains about (FFmpeg's messages on stderr, e.g. ``ac-tex damaged`` or ``overread``, captured per file) or
+that yields fewer frames than its container declares (a truncated file) is ``damaged``: its decoded frames
+are kept and the message says what was wrong. The summary gives the frames extracted per second. Problems are reported per file
 and never stop the batch. At the end ``OUT/keypoints.pkl`` holds every extracted sample in the release
 format (``{id: {"keypoints": array}}``), ready for ``--data.keypoints`` or ``predict``.
 """
@@ -20,9 +23,13 @@ import argparse
 import json
 import os
 import pickle
+import re
 import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -44,14 +51,17 @@ from polyhead.cslr.data.layout import (
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".m4v"}
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 POSE_SUFFIXES = {".pose"}
-DONE = {"ok", "no_person"}
+DONE = {"ok", "damaged", "no_person"}
+KEPT = {"ok", "damaged"}  # statuses whose keypoints are written
+# FFmpeg (inside OpenCV) logs decoder problems as "[codec @ 0x55e6...] message" on stderr.
+_FFMPEG_LINE = re.compile(r"^\[([\w,]+) @ 0x[0-9a-f]+\] (.*)$")
 
 
 @dataclass
 class FileResult:
     path: str
     id: str
-    status: str  # ok | no_person | empty | unreadable | error
+    status: str  # ok | damaged | no_person | empty | unreadable | error
     frames: int = 0
     detected_frames: int = 0
     message: str = ""
@@ -163,8 +173,32 @@ def _init_worker(model_complexity: int) -> None:
     )
 
 
-def _iter_frames(path: Path) -> Iterator[np.ndarray]:
-    """RGB frames of a video (or the one frame of an image), read with OpenCV."""
+@contextmanager
+def _captured_stderr() -> Iterator[list[str]]:
+    """Collect what C libraries (FFmpeg inside OpenCV) write to file descriptor 2 meanwhile, as lines.
+
+    Runs in an extraction worker (its own process), so redirecting the descriptor affects nothing else.
+    """
+    lines: list[str] = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            lines += tmp.read().decode("utf-8", errors="replace").splitlines()
+
+
+def _iter_frames(path: Path, info: dict[str, int]) -> Iterator[np.ndarray]:
+    """RGB frames of a video (or the one frame of an image), read with OpenCV.
+
+    ``info["declared"]`` gets the container's frame count (0 if unknown).
+    """
     import cv2
 
     if path.suffix.lower() in IMAGE_SUFFIXES:
@@ -176,6 +210,7 @@ def _iter_frames(path: Path) -> Iterator[np.ndarray]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise OSError("OpenCV cannot open this video")
+    info["declared"] = max(0, int(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     try:
         while True:
             ok, frame = cap.read()
@@ -186,20 +221,38 @@ def _iter_frames(path: Path) -> Iterator[np.ndarray]:
         cap.release()
 
 
-def extract_video(path: Path) -> np.ndarray:
-    """Holistic landmarks of every frame: ``(T, 86, 3)``; raises ``OSError`` if nothing can be decoded."""
+def extract_video(path: Path) -> tuple[np.ndarray, list[str]]:
+    """Holistic landmarks of every decoded frame ``(T, 86, 3)`` and the decoding problems found.
+
+    Problems are FFmpeg's decoder messages and a shortfall against the container's frame count (one frame
+    of slack: some containers round it). Raises ``OSError`` if nothing can be decoded.
+    """
     if _HOLISTIC is None:
         raise RuntimeError("extract_video runs inside an extraction worker (call _init_worker first)")
     if path.suffix.lower() in IMAGE_SUFFIXES:
         _HOLISTIC.reset()  # an image is its own clip: no tracking from the previous file
     frames = []
-    for rgb in _iter_frames(path):
-        h, w = rgb.shape[:2]
-        frames.append(holistic_frame(_HOLISTIC.process(rgb), w, h))
+    info = {"declared": 0}
+    with _captured_stderr() as log:
+        for rgb in _iter_frames(path, info):
+            h, w = rgb.shape[:2]
+            frames.append(holistic_frame(_HOLISTIC.process(rgb), w, h))
+    problems = []
+    for line in log:
+        m = _FFMPEG_LINE.match(line)
+        if m:
+            problems.append(f"[{m.group(1)}] {m.group(2)}")
+        else:
+            print(line, file=sys.stderr)  # not the decoder's: pass it on
     _HOLISTIC.reset()
     if not frames:
-        raise OSError("no frame could be decoded (empty or unsupported video)")
-    return np.stack(frames)
+        raise OSError(
+            "no frame could be decoded (empty or unsupported video)"
+            + (f": {problems[0]}" if problems else "")
+        )
+    if info["declared"] > len(frames) + 1:
+        problems.insert(0, f"decoded {len(frames)} of the {info['declared']} frames the container declares")
+    return np.stack(frames), problems
 
 
 def _process(job: tuple[str, str, str]) -> FileResult:
@@ -210,7 +263,10 @@ def _process(job: tuple[str, str, str]) -> FileResult:
         if path.stat().st_size == 0:
             res.status, res.message = "empty", "file is empty (0 bytes)"
             return res
-        kp = read_pose_file(path) if path.suffix.lower() in POSE_SUFFIXES else extract_video(path)
+        if path.suffix.lower() in POSE_SUFFIXES:
+            kp, problems = read_pose_file(path), []
+        else:
+            kp, problems = extract_video(path)
     except OSError as err:
         res.status, res.message = "unreadable", str(err)
         return res
@@ -227,7 +283,11 @@ def _process(job: tuple[str, str, str]) -> FileResult:
     tmp = final.with_name(f".{sid}.{os.getpid()}.tmp.npy")
     np.save(tmp, kp)
     os.replace(tmp, final)
-    res.status = "ok"
+    if problems:
+        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+        res.status, res.message = "damaged", f"{res.frames} frames kept; " + "; ".join(problems[:3]) + more
+    else:
+        res.status = "ok"
     return res
 
 
@@ -247,7 +307,7 @@ def read_status(out_dir: Path) -> dict[str, FileResult]:
 
 def collect(out_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """Every finished sample under ``OUT/keypoints`` in the release format."""
-    done = {sid for sid, r in read_status(out_dir).items() if r.status == "ok"}
+    done = {sid for sid, r in read_status(out_dir).items() if r.status in KEPT}
     return {
         p.stem: {"keypoints": np.load(p)}
         for p in sorted((out_dir / "keypoints").glob("*.npy"))
@@ -270,6 +330,7 @@ def run_extract(
         if previous.get(sid, FileResult("", "", "")).status not in DONE
     ]
     results: list[FileResult] = []
+    t0 = time.monotonic()
     if todo:
         ctx = get_context("spawn")  # MediaPipe's graph threads do not survive fork
         n = max(1, min(workers, len(todo)))
@@ -284,9 +345,10 @@ def run_extract(
                 log.write(json.dumps(asdict(r)) + "\n")
                 log.flush()
                 results.append(r)
-                if r.status != "ok":
+                if r.status != "ok":  # damaged files are kept, and said so
                     tqdm.write(f"polyhead-cslr extract: {r.path}: {r.status}: {r.message}")
                 bar.update()
+    wall = time.monotonic() - t0
     samples = collect(out_dir)
     with open(out_dir / "keypoints.pkl", "wb") as f:
         pickle.dump(samples, f)
@@ -298,6 +360,8 @@ def run_extract(
         "skipped_finished": len(files) - len(todo),
         "processed": counts,
         "frames": sum(r.frames for r in results),
+        "wall_s": round(wall, 3),
+        "frames_per_s": round(sum(r.frames for r in results) / wall, 2) if results and wall > 0 else 0.0,
         "problems": [asdict(r) for r in results if r.status != "ok"],
         "samples_in_pickle": len(samples),
         "pickle": str(out_dir / "keypoints.pkl"),
@@ -338,6 +402,10 @@ def main(argv: list[str]) -> int:
         print(f"polyhead-cslr extract: {err}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "problems"}, indent=1))
+    print(
+        f"polyhead-cslr extract: {summary['frames']} frames from {sum(summary['processed'].values())} files "
+        f"in {summary['wall_s']:.1f} s ({summary['frames_per_s']:.1f} frames/s, {a.workers} workers)"
+    )
     for r in summary["problems"]:
         print(f"  {r['status']:>10}  {r['path']}: {r['message']}", file=sys.stderr)
     return 0 if summary["samples_in_pickle"] or not summary["inputs"] else 1

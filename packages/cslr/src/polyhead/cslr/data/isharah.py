@@ -1,7 +1,9 @@
 """Reader for the Isharah-1000 release format, reporting every problem of a file at once.
 
 Keypoints: a pickle ``{sample_id: {"keypoints": array[T, 86, C >= 2]}}`` (x, y[, confidence...]), read with
-the restricted unpickler of :mod:`polyhead.cslr.data.safe_pickle`. Annotations: one text file per split
+``polyhead.train.safety.restricted_load`` admitting only :data:`KEYPOINT_PICKLE_GLOBALS` (numpy arrays and
+builtin containers), so a crafted file cannot run code; ``unsafe=True`` (``--data.unsafe_load true``) reads
+a trusted legacy file that holds other objects with the plain ``pickle``. Annotations: one text file per split
 with ``id|gloss`` lines (glosses separated by spaces; an optional ``id|gloss`` header line).
 
 Only the samples an annotation file refers to are validated, so a bad array that no split uses does not
@@ -23,10 +25,17 @@ from typing import Any
 import numpy as np
 
 from polyhead.cslr.data.layout import NUM_POINTS
-from polyhead.cslr.data.safe_pickle import load_keypoint_pickle
 from polyhead.train.cli import PolyheadConfigError
+from polyhead.train.safety import NUMPY_ARRAYS, UnsafeFileError, restricted_load
 
 MAX_LISTED = 8  # problems spelled out in an error message; the rest are counted
+# What an Isharah keypoint pickle may name: numpy arrays, dtypes, scalars, and containers that need a global.
+KEYPOINT_PICKLE_GLOBALS = NUMPY_ARRAYS | {
+    ("builtins", "set"),
+    ("builtins", "frozenset"),
+    ("builtins", "bytearray"),
+    ("collections", "OrderedDict"),
+}
 
 
 @dataclass(frozen=True)
@@ -75,9 +84,30 @@ class DataError(PolyheadConfigError, ValueError):
 
 
 def load_keypoints(path: str | Path, *, unsafe: bool = False) -> dict[str, Any]:
-    """The keypoint pickle as ``{id: entry}`` with entries not yet validated (see :func:`keypoint_array`)."""
+    """The keypoint pickle as ``{id: entry}`` with entries not yet validated (see :func:`keypoint_array`).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a readable pickle, not a dict, or it names a global outside
+            :data:`KEYPOINT_PICKLE_GLOBALS` (unless ``unsafe``); the message names the file.
+    """
     p = Path(path)
-    raw = load_keypoint_pickle(p, unsafe=unsafe)
+    if not p.is_file():
+        raise FileNotFoundError(f"keypoint pickle not found: {p}")
+    if unsafe:
+        with open(p, "rb") as f:
+            try:
+                raw = pickle.load(f)
+            except Exception as err:  # a truncated file raises anything from EOFError to KeyError
+                raise ValueError(f"{p}: not a readable pickle ({type(err).__name__}: {err})") from None
+    else:
+        try:
+            raw = restricted_load(p, allowed=KEYPOINT_PICKLE_GLOBALS)
+        except UnsafeFileError as err:
+            raise ValueError(
+                f"{p}: refused to load {err.forbidden}: a keypoint pickle holds only dicts, lists and numpy "
+                "arrays, and loading this could run code (pass --data.unsafe_load true only for a file you trust)"
+            ) from None
     if not isinstance(raw, dict):
         raise ValueError(
             f"{p}: expected a dict {{sample_id: {{'keypoints': array}}}}, got {type(raw).__name__}"
