@@ -67,7 +67,7 @@ def read_pubtator(
                         f"{path}:{n}", "bad_offsets", f"offsets {fields[1]!r}, {fields[2]!r} are not integers"
                     )
                     bad = True
-            elif len(fields) in (4, 5):
+            elif len(fields) in (4, 5) and not fields[1].isdigit():
                 rel_lines.append(n)
             else:
                 problems.add(

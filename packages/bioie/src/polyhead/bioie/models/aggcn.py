@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from polyhead.attention.blocks import build_attention
 from polyhead.bioie.models.context import RelationHead, TokenEncoder
-from polyhead.bioie.models.gcn import DenselyConnectedGCN
+from polyhead.bioie.models.gcn import DenselyConnectedGCN, MultiHeadDCGCN
 
 
 class AttentionGuidedLayer(nn.Module):
@@ -35,8 +35,7 @@ class AttentionGuidedLayer(nn.Module):
     ) -> None:
         super().__init__()
         self.attn = build_attention(attention, dim, heads)
-        self.gcns = nn.ModuleList(DenselyConnectedGCN(dim=dim, sublayers=sublayers, dropout=dropout)
-                                  for _ in range(heads))  # fmt: skip
+        self.gcns = MultiHeadDCGCN(dim=dim, heads=heads, sublayers=sublayers, dropout=dropout)
         self.combine = nn.Linear(heads * dim, dim)
         self.aux_loss: Tensor | None = None
 
@@ -52,8 +51,8 @@ class AttentionGuidedLayer(nn.Module):
 
     def forward(self, x: Tensor, mask: Tensor, adj: Tensor | None = None) -> Tensor:
         adj = self.adjacency(x, mask) if adj is None else adj
-        outs = [gcn(x, adj[:, i]) for i, gcn in enumerate(self.gcns)]
-        return self.combine(torch.cat(outs, dim=-1))
+        outs = self.gcns(x, adj)  # (B, L, heads, D)
+        return self.combine(outs.flatten(2))
 
 
 class AGGCN(nn.Module):

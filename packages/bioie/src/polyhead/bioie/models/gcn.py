@@ -71,3 +71,51 @@ class DenselyConnectedGCN(nn.Module):
             h = torch.cat(cache, dim=-1)
             outs.append(self.drop(g))
         return self.out(torch.cat(outs, dim=-1) + x)
+
+
+class MultiHeadDCGCN(nn.Module):
+    """``heads`` densely connected GCNs, one per soft adjacency, run as one batched computation.
+
+    Equal to ``heads`` separate :class:`DenselyConnectedGCN` blocks (head ``i`` on ``adj[:, i]``; tested),
+    with the heads' weights stacked so each sublayer is one ``baddbmm`` over all heads instead of ``heads``
+    small matrix products: AGGCN's cost is dominated by these many small layers.
+    """
+
+    def __init__(self, *, dim: int, heads: int, sublayers: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        if sublayers < 1 or dim % sublayers:
+            raise ValueError(f"dim ({dim}) must be a positive multiple of sublayers ({sublayers})")
+        self.heads, self.head_dim = heads, dim // sublayers
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for i in range(sublayers):
+            fan_in = dim + self.head_dim * i
+            bound = fan_in**-0.5  # nn.Linear's default initialisation
+            self.weights.append(
+                nn.Parameter(torch.empty(heads, fan_in, self.head_dim).uniform_(-bound, bound))
+            )
+            self.biases.append(nn.Parameter(torch.empty(heads, 1, self.head_dim).uniform_(-bound, bound)))
+        bound = dim**-0.5
+        self.out_weight = nn.Parameter(torch.empty(heads, dim, dim).uniform_(-bound, bound))
+        self.out_bias = nn.Parameter(torch.empty(heads, 1, dim).uniform_(-bound, bound))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, adj: Tensor) -> Tensor:
+        """``x (B, L, D)``, ``adj (B, heads, L, L)`` -> ``(B, L, heads, D)``."""
+        b, n, d = x.shape
+        h = self.heads
+        a = adj.transpose(0, 1).reshape(h * b, n, n)  # (H*B, L, L)
+        denom = a.sum(-1, keepdim=True) + 1
+        inp = x.unsqueeze(0).expand(h, b, n, d).reshape(h * b, n, d)
+        cache, outs = [inp], []
+        for w, bias in zip(self.weights, self.biases):
+            cur = torch.cat(cache, dim=-1) if len(cache) > 1 else inp  # (H*B, L, in)
+            z = a.bmm(cur) + cur  # A h + h: the neighbours and the self loop share the weight
+            # W (A h) + b + W h + b = W (A h + h) + 2 b, per head: (H, B*L, in) @ (H, in, head_dim)
+            g = torch.baddbmm(2 * bias, z.reshape(h, b * n, -1), w).reshape(h * b, n, -1)
+            g = torch.relu(g / denom)
+            cache.append(g)
+            outs.append(self.drop(g))
+        res = (torch.cat(outs, dim=-1) + inp).reshape(h, b * n, d)
+        out = torch.baddbmm(self.out_bias, res, self.out_weight)  # (H, B*L, D)
+        return out.reshape(h, b, n, d).permute(1, 2, 0, 3)

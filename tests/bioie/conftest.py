@@ -1,0 +1,14 @@
+"""One intra-op thread for the bioie tests (small matrices; shared cores make OpenMP spin-waits costly)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

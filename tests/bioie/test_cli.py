@@ -1,0 +1,66 @@
+"""``polyhead-bioie`` end to end on a tiny budget: fit -> test (metrics.json) -> predict on PubTator; errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from polyhead.bioie.cli import main
+from polyhead.bioie.datamodule import RelationDataModule
+from polyhead.bioie.pipeline import DOMAIN
+from polyhead.train.cli import PolyheadConfigError
+from polyhead.train.experiment import fit_test
+
+TINY = ["--data.train_docs", "12", "--data.dev_docs", "4", "--data.test_docs", "6", "--run.wandb", "disabled",
+        "--run.progress", "none", "--model.hidden", "24", "--model.num_threads", "1"]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_fit_test_predict_end_to_end(tmp_path):
+    common = [*TINY, "--data.cache_dir", str(tmp_path / "cache")]
+    res = fit_test(main, domain="bioie", root=tmp_path, experiment="tiny", common_args=common,
+                   fit_args=["--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3"])  # fmt: skip
+    m = res.metrics
+    for key in ("test/micro_f1", "test/precision", "test/recall", "test/induces/f1", "test/doc_f1"):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert (res.run_dir / "encoder.json").is_file() and (res.run_dir / "confusion.json").is_file()
+    explain = json.loads((res.run_dir / "explain.json").read_text())
+    assert len(explain["tree_mass_per_head"]) == 3
+    assert list((res.run_dir / "media").glob("explain_attention_adjacency*.png"))
+
+    assert main(["generate", str(tmp_path / "gen"), "--docs", "3"]) is None
+    main(["predict", "--run.root", str(tmp_path), "--run.experiment", "tiny", "--run.version", res.run_dir.name,
+          "--run.wandb", "disabled", "--run.progress", "none",
+          "--data.predict_path", str(tmp_path / "gen" / "test.pubtator")])  # fmt: skip
+    out = (res.run_dir / "predictions.pubtator").read_text()
+    assert out.count("|t|") == 3
+    pred = json.loads((res.run_dir / "predictions.json").read_text())
+    assert len(pred["documents"]) == 3 and pred["pairs"]
+    assert all(0.0 <= p["score"] <= 1.0 and p["label"] in p["probabilities"] for p in pred["pairs"])
+    rel_lines = [ln for ln in out.splitlines() if ln.count("\t") == 3 and not ln.split("\t")[1].isdigit()]
+    expected = sum(len(d["relations"]) for d in pred["documents"])
+    assert len(rel_lines) == expected
+
+
+def test_config_errors_are_one_line_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "--data.format", "tacred", "--data.train_path", str(tmp_path / "missing.json"),
+              "--data.dev_path", "x", "--data.test_path", "y", "--run.root", str(tmp_path)])  # fmt: skip
+    assert err.value.code == 2
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert lines[-1].startswith("polyhead-bioie: error:") and "missing.json" in lines[-1]
+
+
+def test_raw_text_without_parser_is_refused(tmp_path):
+    main(["generate", str(tmp_path / "gen"), "--docs", "2"])
+    (tmp_path / "gen" / "test.pubtator.parses.json").unlink()
+    dm = RelationDataModule(predict_path=str(tmp_path / "gen" / "test.pubtator"))
+    with pytest.raises(PolyheadConfigError, match=r"--data.spacy_model .*parses.json"):
+        dm.setup("predict")
+
+
+def test_domain_declares_matrix_settings():
+    assert DOMAIN.name == "bioie" and DOMAIN.metric == "test/micro_f1"
+    assert DOMAIN.sites[0].config_key == "model.attention"
+    assert set(DOMAIN.matrix_args) == {"tiny", "quick", "full"}
