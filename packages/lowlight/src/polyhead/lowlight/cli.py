@@ -1,7 +1,7 @@
 """``polyhead-lowlight``: fit | validate | test | predict (LightningCLI) and ``generate``.
 
 ``predict`` also takes an image file or folder as its first argument:
-``polyhead-lowlight predict photo.jpg`` is ``polyhead-lowlight predict --data.predict_path photo.jpg``.
+``polyhead-lowlight predict photo.jpg`` is ``polyhead-lowlight predict --data.predict_input photo.jpg``.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from polyhead.lowlight.data.scenes import generate_scenes
+from polyhead.lowlight.data.validation import AnnotationError
 from polyhead.lowlight.datamodule import LowLightDataModule
 from polyhead.lowlight.module import LowLightModule
 from polyhead.train import run_cli
@@ -32,7 +33,7 @@ def generate_command(argv: list[str]) -> int:
 
 def _positional_predict(args: list[str]) -> list[str]:
     if len(args) >= 2 and args[0] == "predict" and not args[1].startswith("-"):
-        return ["predict", "--data.predict_path", args[1], *args[2:]]
+        return ["predict", "--data.predict_input", args[1], *args[2:]]
     return args
 
 
@@ -40,13 +41,19 @@ def main(args: list[str] | None = None) -> None:
     import sys
 
     argv = _positional_predict(list(sys.argv[1:] if args is None else args))
-    run_cli(
-        "lowlight",
-        LowLightModule,
-        LowLightDataModule,
-        monitor="val/map",
-        mode="max",
-        trainer_defaults={"max_epochs": 8, "log_every_n_steps": 10, "gradient_clip_val": 10.0},
-        extra_commands={"generate": generate_command},
-        args=argv,
-    )
+    try:
+        run_cli(
+            "lowlight",
+            LowLightModule,
+            LowLightDataModule,
+            monitor="val/map",
+            mode="max",
+            trainer_defaults={"max_epochs": 8, "log_every_n_steps": 10, "gradient_clip_val": 10.0},
+            extra_commands={"generate": generate_command},
+            args=argv,
+        )
+    except AnnotationError as err:
+        # Annotations are read when the trainer sets the data up, after the platform's config checks: the
+        # report (every problem, one per line, with file and record) goes out as the CLI's error.
+        print(f"polyhead-lowlight: error: {err}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

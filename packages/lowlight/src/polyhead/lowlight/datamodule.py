@@ -153,7 +153,7 @@ class LowLightDataModule(pl.LightningDataModule):
         batch_size: images per batch.
         num_workers: loader worker processes.
         cache_dir: where the generated scenes are written.
-        predict_path: an image file or a folder of images for ``predict``.
+        predict_input: an image file or a folder of images for ``predict``.
     """
 
     def __init__(
@@ -179,7 +179,7 @@ class LowLightDataModule(pl.LightningDataModule):
         batch_size: int = 16,
         num_workers: int = 0,
         cache_dir: str = "runs/lowlight/cache",
-        predict_path: str | None = None,
+        predict_input: str | None = None,
     ) -> None:
         super().__init__()
         if image_size < 32:
@@ -190,7 +190,7 @@ class LowLightDataModule(pl.LightningDataModule):
             raise ValueError(f"format {format!r} needs --data.root")
         for key, value in (("data.train", train if format == "coco" else None), ("data.val", val if format == "coco" else None),
                            ("data.test", test if format == "coco" else None), ("data.root", root),
-                           ("data.image_dir", image_dir), ("data.predict_path", predict_path)):  # fmt: skip
+                           ("data.image_dir", image_dir), ("data.predict_input", predict_input)):  # fmt: skip
             if value is not None and not Path(value).exists():
                 raise FileNotFoundError(f"{key}: no such file or directory: {value}")
         if abs(sum(split_fractions) - 1) > 1e-6 or min(split_fractions) < 0:
@@ -204,7 +204,7 @@ class LowLightDataModule(pl.LightningDataModule):
         self.generated = {"train": generated_train, "val": generated_val, "test": generated_test}
         self.categories = list(categories) if categories is not None else None
         self.skip_bad, self.batch_size, self.num_workers = skip_bad, batch_size, num_workers
-        self.cache_dir, self.predict_path = Path(cache_dir), predict_path
+        self.cache_dir, self.predict_input = Path(cache_dir), predict_input
         self.sets: dict[str, DetectionSet] = {}
         self.skipped: dict[str, int] = {}
 
@@ -304,13 +304,13 @@ class LowLightDataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def predict_dataloader(self) -> Any:
-        if self.predict_path is None:
+        if self.predict_input is None:
             ds: Dataset = DetectionDataset(self.dataset("test").records, image_size=self.image_size,
                                            synthesizer=self.synthesizer(), index_offset=2_000_000)  # fmt: skip
         else:
-            paths = list_images(self.predict_path)
+            paths = list_images(self.predict_input)
             if not paths:
-                raise FileNotFoundError(f"data.predict_path: no image files in {self.predict_path}")
+                raise FileNotFoundError(f"data.predict_input: no image files in {self.predict_input}")
             ds = ImageFolderDataset(paths, image_size=self.image_size)
         return stateful_loader(
             ds, batch_size=self.batch_size, num_workers=self.num_workers, collate_fn=collate

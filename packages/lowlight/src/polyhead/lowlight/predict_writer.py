@@ -26,7 +26,7 @@ def draw_detections(
     image: np.ndarray, boxes: torch.Tensor, labels: list[str], colors: list[str]
 ) -> np.ndarray:
     """``(H, W, 3)`` uint8 with boxes and labels drawn."""
-    img = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    img = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1)
     if len(boxes):
         img = draw_bounding_boxes(
             img, boxes.float(), labels=labels, colors=colors, width=max(1, min(image.shape[:2]) // 160)
