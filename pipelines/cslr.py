@@ -1,6 +1,6 @@
 """Recipe: the three CSLR models on both generated splits (or on the Isharah release) with one budget.
 
-    uv run python pipelines/cslr.py                                  # quick: reduced width, 20 glosses
+    uv run python pipelines/cslr.py                                  # quick: 60 sentences, 12 epochs, reduced width
     uv run python pipelines/cslr.py --full                           # configs/cslr/*.yaml (reference sizes)
     uv run python pipelines/cslr.py --epochs 40 --sentences 300      # the README's results table
     uv run python pipelines/cslr.py --isharah DIR --tasks signer_independent   # DIR: pose.pkl, train/dev/test.txt
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyhead.cslr.pipeline import MODELS, QUICK_MODEL, TASKS, run_models, write_report
+from polyhead.cslr.pipeline import MODELS, QUICK_EPOCHS, QUICK_MODEL, TASKS, run_models, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +24,9 @@ def main() -> None:
     ap.add_argument("--out", default="runs/pipelines/cslr")
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--models", default=",".join(MODELS))
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=QUICK_EPOCHS)
     ap.add_argument("--glosses", type=int, default=20)
-    ap.add_argument("--sentences", type=int, default=120)
+    ap.add_argument("--sentences", type=int, default=60)
     ap.add_argument("--samples-per-sentence", type=int, default=4)
     ap.add_argument("--full", action="store_true", help="reference model sizes from configs/cslr/")
     ap.add_argument("--isharah", default=None, help="folder with pose.pkl and train.txt/dev.txt/test.txt")

@@ -1,9 +1,10 @@
 """polyhead-cslr extract: MediaPipe Holistic on a real photograph and a clip made from it, per-file problem
-reports (empty, unreadable, no person), resumability, and the .pose reader on a pose-format file."""
+reports (empty, unreadable, no person, damaged), resumability, and the .pose reader on a pose-format file."""
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,15 @@ import pytest
 
 from polyhead.cslr.data.isharah import load_unlabeled
 from polyhead.cslr.data.layout import BODY, LEFT_HAND, LIPS, LIPS_MEDIAPIPE, NUM_POINTS, RIGHT_HAND
-from polyhead.cslr.extract import find_inputs, main, read_pose_file, run_extract
+from polyhead.cslr.extract import (
+    _FFMPEG_LINE,
+    _captured_stderr,
+    _iter_frames,
+    find_inputs,
+    main,
+    read_pose_file,
+    run_extract,
+)
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("mediapipe")
@@ -127,3 +136,26 @@ def test_read_pose_file_maps_holistic_components(tmp_path: Path) -> None:
     np.testing.assert_allclose(kp[:, BODY, 2], conf[:, 0, pose0 : pose0 + 25])
     assert np.isnan(kp[2, LEFT_HAND, :2]).all() and (kp[2, LEFT_HAND, 2] == 0).all()
     assert not np.isnan(kp[1, LEFT_HAND]).any()
+
+
+def test_decoder_complaints_are_captured(tmp_path: Path) -> None:
+    """A clip with corrupted bytes decodes every frame, and only FFmpeg's stderr says so: it is captured."""
+    path = tmp_path / "clip.avi"
+    img = cv2.imread(str(PHOTO))
+    h, w = img.shape[:2]
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (w, h))
+    for t in range(12):
+        out.write(np.roll(img, 3 * t, axis=1))
+    out.release()
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 3000] = np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    path.write_bytes(bytes(data))
+    info = {"declared": 0}
+    with _captured_stderr() as lines:
+        frames = list(_iter_frames(path, info))
+        os.write(2, b"an unrelated library line\n")
+    assert len(frames) == info["declared"] == 12  # nothing missing: the frame count alone would not tell
+    decoder = [m.group(1) for m in map(_FFMPEG_LINE.match, lines) if m]
+    assert decoder and set(decoder) == {"mpeg4"}
+    assert "an unrelated library line" in lines and not _FFMPEG_LINE.match("an unrelated library line")
