@@ -10,7 +10,8 @@ import pytest
 
 from polyhead.ctr.data.encoder import MISSING, OOV, FeatureEncoder
 from polyhead.ctr.data.formats import FieldSpec, MalformedLineError, criteo_spec, read_raw
-from polyhead.ctr.data.prepare import preprocess, split_expr, transform_file
+from polyhead.ctr.data.prepare import preprocess, transform_file
+from polyhead.ctr.data.splits import hash_split
 from polyhead.ctr.data.synthetic import generate_criteo
 
 
@@ -59,7 +60,11 @@ def test_encoder_oov_min_count_missing_and_log_buckets() -> None:
         }
     )
     enc = FeatureEncoder.fit(
-        train, [FieldSpec("c", "categorical", min_count=3), FieldSpec("n", "numeric", min_count=1)]
+        train,
+        [
+            FieldSpec("c", "categorical", min_count=3),
+            FieldSpec("n", "numeric", min_count=1, numeric_mode="log"),
+        ],
     )
     assert enc.fields[0].vocab == ["a", "b"]  # "c" seen once < min_count 3; ordered by frequency
     test = pl.LazyFrame({"c": ["a", "b", "c", "zzz", None], "n": [3.0, 10.0, None, 100.0, -1.0]})
@@ -76,9 +81,9 @@ def test_encoder_oov_min_count_missing_and_log_buckets() -> None:
 
 def test_split_is_seeded_and_reproducible() -> None:
     lf = pl.LazyFrame({"line": list(range(1, 20001))}).with_columns(pl.col("line").cast(pl.UInt32))
-    a = lf.with_columns(split_expr(3)).collect()["split"]
-    b = lf.with_columns(split_expr(3)).collect()["split"]
-    c = lf.with_columns(split_expr(4)).collect()["split"]
+    a = lf.with_columns(hash_split(3)).collect()["split"]
+    b = lf.with_columns(hash_split(3)).collect()["split"]
+    c = lf.with_columns(hash_split(4)).collect()["split"]
     assert a.to_list() == b.to_list() and a.to_list() != c.to_list()
     frac = [(a == i).mean() for i in range(3)]
     assert abs(frac[0] - 0.8) < 0.02 and abs(frac[1] - 0.1) < 0.02 and abs(frac[2] - 0.1) < 0.02
@@ -97,8 +102,8 @@ def test_generated_data_cache_and_unseen_categories(tmp_path: Path) -> None:
     # A new file whose categories were never seen: everything OOV (or missing), nothing dropped.
     new = tmp_path / "new.tsv"
     new.write_text(_criteo_line(cats=["deadbeef"] * 25 + [""]) + "\n")
-    enc_df = transform_file(new, spec, enc)
-    assert enc_df.height == 1
+    enc_df, skipped = transform_file(new, spec, enc)
+    assert enc_df.height == 1 and skipped == {}
     assert enc_df.select([f"idx_C{i}" for i in range(1, 26)]).row(0) == (OOV,) * 25
     assert enc_df["idx_C26"][0] == MISSING
 

@@ -138,10 +138,37 @@ def test_cli_fit_test_predict_with_config(tmp_path: Path) -> None:
 
     logged = read_offline_run(run)
     assert logged.summary["test/auc"] == pytest.approx(metrics["test/auc"])
+    assert 0 <= metrics["test/ece"] < 0.2 and list((run / "media").glob("test_reliability*.png"))
+    calib = json.loads((run / "explain.json").read_text())["calibration"]
+    assert (
+        sum(calib["count"])
+        == json.loads(next((tmp_path / "cache").glob("*/meta.json")).read_text())["rows"]["test"]
+    )
+    # Criteo's test format (39 columns, no label), scored with the encoder and format saved in the
+    # checkpoint: the training data and its cache are gone, nothing is rebuilt from them.
     new = generate_criteo(tmp_path / "new.tsv", 300, seed=9)
-    main(["predict", "--config", str(cfg), "--data.predict_path", str(new)])
-    preds = pl.read_csv(run / "predictions.csv")
-    assert preds.height == 300 and preds["probability"].is_between(0, 1).all()
+    unlabeled = tmp_path / "test.txt"
+    unlabeled.write_text("".join(line.split("\t", 1)[1] for line in new.read_text().splitlines(True)))
+    data.unlink()
+    for f in (tmp_path / "cache").rglob("*"):
+        f.unlink() if f.is_file() else None
+    out = tmp_path / "scores.csv"
+    main(
+        [
+            "predict",
+            "--config",
+            str(cfg),
+            "--data.predict_path",
+            str(unlabeled),
+            "--data.predict_output",
+            str(out),
+            "--threads",
+            "1",
+        ]
+    )
+    preds = pl.read_csv(out)
+    assert preds.columns == ["line", "probability"] and preds["line"].to_list() == list(range(1, 301))
+    assert preds["probability"].is_between(0, 1).all() and preds["probability"].std() > 0
 
 
 @pytest.mark.integration

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from polyhead.ctr.data.synthetic import generate_criteo
 from polyhead.ctr.module import CTRDataModule, CTRModule
 from polyhead.train import run_cli
+from polyhead.train.cli import PolyheadConfigError
 
 
 def generate_command(argv: list[str]) -> int:
@@ -22,7 +24,35 @@ def generate_command(argv: list[str]) -> int:
     return 0
 
 
+def take_threads(argv: list[str]) -> tuple[list[str], int | None]:
+    """Remove ``--threads N`` / ``--threads=N`` from ``argv``; returns the rest and N."""
+    rest, threads, i = [], None, 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--threads" or a.startswith("--threads="):
+            value = a.split("=", 1)[1] if "=" in a else (argv[i + 1] if i + 1 < len(argv) else "")
+            i += 1 if "=" in a else 2
+            if not value.isdigit() or int(value) < 1:
+                raise PolyheadConfigError(f"--threads must be a positive integer, got {value!r}")
+            threads = int(value)
+            continue
+        rest.append(a)
+        i += 1
+    return rest, threads
+
+
 def main(args: list[str] | None = None) -> None:
+    """``polyhead-ctr``; ``--threads N`` (any position) sets torch's intra-op threads for the command."""
+    argv = list(sys.argv[1:] if args is None else args)
+    try:
+        argv, threads = take_threads(argv)
+    except PolyheadConfigError as err:
+        print(f"polyhead-ctr: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
     run_cli(
         "ctr",
         CTRModule,
@@ -31,5 +61,5 @@ def main(args: list[str] | None = None) -> None:
         mode="max",
         trainer_defaults={"max_epochs": 3, "log_every_n_steps": 20},
         extra_commands={"generate": generate_command},
-        args=args,
+        args=argv,
     )

@@ -5,13 +5,16 @@ polyhead-ctr test                                 # test AUC/logloss -> metrics.
 polyhead-ctr fit --model.model fm                 # baselines: lr, fm, dnn; autoint+ adds a DNN
 polyhead-ctr fit --data.data_path train.txt       # a real Criteo file (TSV, no header)
 polyhead-ctr fit --data.data_path train.csv --data.format avazu
-polyhead-ctr predict --data.predict_path new.txt  # predictions.csv (id, probability) in the run dir
+polyhead-ctr fit --data.holdout_last 100000       # the last 100k rows are the test split (time order)
+polyhead-ctr predict --data.predict_path test.txt # Criteo's 39-column test file -> predictions.csv
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -24,9 +27,11 @@ from lightning.pytorch.callbacks import EarlyStopping
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
+from polyhead.ctr.calibration import plot_reliability, reliability_bins
 from polyhead.ctr.data.encoder import FeatureEncoder
 from polyhead.ctr.data.formats import DatasetSpec, FieldSpec, avazu_spec, criteo_spec
 from polyhead.ctr.data.prepare import preprocess, transform_file
+from polyhead.ctr.data.splits import SplitSpec
 from polyhead.ctr.data.synthetic import (
     GENERATOR_VERSION,
     PLANTED_PAIRS,
@@ -66,6 +71,15 @@ def frame_to_tensors(df: polars.DataFrame, encoder: FeatureEncoder) -> tuple[Ten
     return idx, val
 
 
+def data_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[FeatureEncoder, DatasetSpec] | None:
+    """The feature encoder and data spec a checkpoint was trained with (None for one written without)."""
+    if "ctr_encoder" not in checkpoint or "ctr_data_spec" not in checkpoint:
+        return None
+    spec = dict(checkpoint["ctr_data_spec"])
+    spec["fields"] = [FieldSpec(**f) for f in spec["fields"]]
+    return FeatureEncoder.from_dict(checkpoint["ctr_encoder"]), DatasetSpec(**spec)
+
+
 class CTRDataModule(pl.LightningDataModule):
     """Raw click logs -> encoded, cached, split tensors.
 
@@ -73,17 +87,32 @@ class CTRDataModule(pl.LightningDataModule):
         data_path: a raw file; default: a generated Criteo-format file (see ``generate_rows``).
         format: ``criteo`` (TSV, no header), ``avazu`` (CSV with header), or ``csv``/``tsv``/``parquet``
             described by ``fields``.
-        fields: feature spec for csv/tsv/parquet: ``[{"name": ..., "type": "categorical"|"numeric"}, ...]``.
+        fields: feature spec for csv/tsv/parquet: ``[{"name": ..., "type": "categorical"|"numeric"}, ...]``
+            (numeric fields may add ``integer: true``, ``numeric_mode``, ``min_buckets``, ``num_quantiles``).
         label: label column for csv/tsv/parquet.
-        id_column: id column (kept for predictions).
+        id_column: id column (kept for predictions; Avazu: ``id``); without one, rows are named by line number.
         generate_rows: rows of the generated default data (quick mode: 200k).
         seed: split and generator seed.
+        split_column: a column holding ``train``/``val``/``test`` per row (the user's own split).
+        time_column: train on the past, validate and test on the future, ordered by this column (Avazu:
+            ``hour``); the last ``test_fraction`` of the time range is the test split, the
+            ``val_fraction`` before it the validation split.
+        holdout_last: the last N rows of the file are the test split, the N before them the validation
+            split (Criteo's files are in time order).
+        val_fraction: validation share for ``time_column``.
+        test_fraction: test share for ``time_column``.
         min_count: categorical values seen fewer times in train map to OOV.
-        numeric_mode: ``bucket`` (floor(ln(x)^2)) or ``scale`` (value-scaled field embedding).
+        numeric_mode: ``bucket`` (log buckets, or quantile buckets where those would collapse the field),
+            ``log``, ``quantile``, or ``scale`` (value-scaled field embedding, the AutoInt paper's option).
+        min_buckets: ``bucket`` uses quantiles where log buckets keep fewer distinct values than this.
+        num_quantiles: quantile buckets per numeric field (at most).
         batch_size: rows per batch (paper: 1024).
         cache_dir: where generated data and preprocessed caches live.
         skip_bad_lines: skip and count malformed lines instead of failing on the first.
-        predict_path: file to score with ``predict`` (same format).
+        predict_path: file to score with ``predict``, in the training data's format, with or without the
+            label (Criteo's 39-column test file, Avazu's test CSV without ``click``).
+        predict_output: where ``predict`` writes ``<id>,probability`` (CSV, or Parquet by suffix; default
+            ``predictions.csv`` in the run directory).
     """
 
     def __init__(
@@ -96,37 +125,66 @@ class CTRDataModule(pl.LightningDataModule):
         id_column: str | None = None,
         generate_rows: int = 200_000,
         seed: int = 0,
+        split_column: str | None = None,
+        time_column: str | None = None,
+        holdout_last: int | None = None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         min_count: int = 10,
-        numeric_mode: Literal["bucket", "scale"] = "bucket",
+        numeric_mode: Literal["bucket", "log", "quantile", "scale"] = "bucket",
+        min_buckets: int = 8,
+        num_quantiles: int = 32,
         batch_size: int = 1024,
         cache_dir: str = "runs/ctr/cache",
         skip_bad_lines: bool = False,
         predict_path: str | None = None,
+        predict_output: str | None = None,
     ) -> None:
         super().__init__()
-        for name, p in (("data.data_path", data_path), ("data.predict_path", predict_path)):
-            if p is not None and not Path(p).is_file():
-                raise FileNotFoundError(f"{name}: no such file: {p}")
+        # The training file is checked when it is read (predict with a checkpoint does not need it).
+        if predict_path is not None and not Path(predict_path).is_file():
+            raise FileNotFoundError(f"data.predict_path: no such file: {predict_path}")
         if format in ("csv", "tsv", "parquet") and not fields:
             raise ValueError(f"data.fields is required for format {format!r} (a list of {{name, type}})")
+        if format == "criteo" and (split_column or time_column):
+            raise ValueError(
+                "data.split_column / data.time_column: Criteo files have no header and no such columns; "
+                "use data.holdout_last N (the file is in time order) or the default hash split"
+            )
+        if batch_size < 1:
+            raise ValueError(f"data.batch_size must be positive, got {batch_size}")
         self.data_path, self.format, self.seed = data_path, format, seed
         self.generate_rows, self.batch_size = generate_rows, batch_size
         self.cache_dir, self.skip_bad_lines, self.predict_path = Path(cache_dir), skip_bad_lines, predict_path
+        self.predict_output = predict_output
+        self.split = SplitSpec.from_options(
+            seed=seed,
+            split_column=split_column,
+            time_column=time_column,
+            holdout_last=holdout_last,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+        )
+        numeric = {"min_buckets": min_buckets, "num_quantiles": num_quantiles}
         if format == "criteo":
-            self.spec = criteo_spec(min_count, numeric_mode)
+            self.spec = criteo_spec(min_count, numeric_mode, **numeric)
         elif format == "avazu":
-            self.spec = avazu_spec(min_count)
+            self.spec = avazu_spec(min_count, split_column=split_column, time_column=time_column)
         else:
             specs = [
-                FieldSpec(**{"min_count": min_count, "numeric_mode": numeric_mode, **f}) for f in fields or []
+                FieldSpec(**{"min_count": min_count, "numeric_mode": numeric_mode, **numeric, **f})
+                for f in fields or []
             ]
-            self.spec = DatasetSpec(format, label, specs, id_column)
+            self.spec = DatasetSpec(format, label, specs, id_column, split_column, time_column)
         self.encoder: FeatureEncoder | None = None
         self.cache: Path | None = None
         self.planted = self.data_path is None
+        self.skipped: dict[str, int] = {}
 
     def source_path(self) -> Path:
         if self.data_path is not None:
+            if not Path(self.data_path).is_file():
+                raise FileNotFoundError(f"data.data_path: no such file: {self.data_path}")
             return Path(self.data_path)
         name = f"generated_criteo_v{GENERATOR_VERSION}_{self.generate_rows}_seed{self.seed}.tsv"
         path = self.cache_dir / name
@@ -136,23 +194,37 @@ class CTRDataModule(pl.LightningDataModule):
             tmp.rename(path)
         return path
 
-    def prepare_data(self) -> None:
-        preprocess(
-            self.source_path(), self.spec, self.cache_dir, seed=self.seed, skip_bad_lines=self.skip_bad_lines
+    def _preprocess(self) -> Path:
+        return preprocess(
+            self.source_path(),
+            self.spec,
+            self.cache_dir,
+            split=self.split,
+            skip_bad_lines=self.skip_bad_lines,
         )
 
+    def prepare_data(self) -> None:
+        if self.trainer is None or self.trainer.state.stage != "predict":
+            self._preprocess()
+
     def setup(self, stage: str) -> None:
+        if stage == "predict":  # in predict_dataloader, once the checkpoint (and its encoder) is loaded
+            return
         if self.cache is not None:
             return
-        self.cache = preprocess(
-            self.source_path(), self.spec, self.cache_dir, seed=self.seed, skip_bad_lines=self.skip_bad_lines
-        )
+        self.cache = self._preprocess()
         self.encoder = FeatureEncoder.load(self.cache / "encoder.json")
+        meta = json.loads((self.cache / "meta.json").read_text())
+        self.skipped = meta.get("skipped_by_reason", {})
         df = polars.read_parquet(self.cache / "data.parquet")
         g = torch.Generator().manual_seed(self.seed)
         self.splits: dict[str, tuple[Tensor, Tensor, Tensor]] = {}
         for name, code in (("train", 0), ("val", 1), ("test", 2)):
             part = df.filter(polars.col("split") == code)
+            if part.height == 0 and stage in ("fit", "validate", "test"):
+                raise ValueError(
+                    f"{self.source_path()}: the {name} split is empty ({self.split.method} split)"
+                )
             idx, val = frame_to_tensors(part, self.encoder)
             y = torch.from_numpy(part["label"].to_numpy().astype("float32"))
             if name == "test":
@@ -161,6 +233,34 @@ class CTRDataModule(pl.LightningDataModule):
                 perm = torch.randperm(len(y), generator=g)
                 idx, val, y = idx[perm], val[perm], y[perm]
             self.splits[name] = (idx.contiguous(), val.contiguous(), y.contiguous())
+
+    def _saved_data(self) -> tuple[FeatureEncoder, DatasetSpec] | None:
+        # Set by CTRModule.on_load_checkpoint, which Lightning calls after setup and before the dataloaders.
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        return getattr(module, "loaded_data", None)
+
+    def _setup_predict(self) -> None:
+        if getattr(self, "predict_data", None) is not None:
+            return
+        if self.predict_path is None:
+            raise ValueError("predict needs data.predict_path (a file in the training data's format)")
+        saved = self._saved_data()
+        if saved is not None:  # the run's own encoder and format: nothing is rebuilt from other files
+            self.encoder, spec = saved
+        else:  # an untrained model or a checkpoint written before encoders were saved in it
+            self.encoder = FeatureEncoder.load(self._preprocess() / "encoder.json")
+            spec = self.spec
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is not None and module.net is None:  # untrained (--run.allow_untrained): build it here
+            module.build(self.encoder.cardinalities)
+            module.to(self.trainer.strategy.root_device)
+        df, self.skipped = transform_file(
+            self.predict_path, spec, self.encoder, skip_bad_lines=self.skip_bad_lines
+        )
+        idx, val = frame_to_tensors(df, self.encoder)
+        id_name = spec.id_column if "id" in df.columns and spec.id_column else "line"
+        self.predict_ids = (id_name, df["id" if id_name != "line" else "line"])
+        self.predict_data = (idx, val, torch.arange(df.height))
 
     def _loader(self, split: str, shuffle: bool) -> Any:
         return stateful_loader(
@@ -174,23 +274,17 @@ class CTRDataModule(pl.LightningDataModule):
         return self._loader("val", False)
 
     def test_dataloader(self) -> Any:
+        saved = self._saved_data()
+        if saved is not None and self.encoder is not None and saved[0].to_dict() != self.encoder.to_dict():
+            raise ValueError(
+                f"the data settings differ from the checkpoint's: {self.source_path()} encodes with other "
+                "vocabularies or buckets than the model was trained with; pass the training run's data options"
+            )
         return self._loader("test", False)
 
     def predict_dataloader(self) -> Any:
-        if self.predict_path is None:
-            raise ValueError("predict needs data.predict_path (a file in the training data's format)")
-        assert self.encoder is not None
-        df = transform_file(self.predict_path, self.spec, self.encoder, skip_bad_lines=self.skip_bad_lines)
-        idx, val = frame_to_tensors(df, self.encoder)
-        ids = (
-            df["id"].cast(polars.Utf8).to_list()
-            if "id" in df.columns
-            else [str(x) for x in df["line"].to_list()]
-        )
-        self.predict_ids = ids
-        return stateful_loader(
-            BatchSlices((idx, val, torch.arange(len(ids))), self.batch_size), batch_size=None
-        )
+        self._setup_predict()
+        return stateful_loader(BatchSlices(self.predict_data, self.batch_size), batch_size=None)
 
 
 class CTRModule(pl.LightningModule):
@@ -248,6 +342,7 @@ class CTRModule(pl.LightningModule):
         self._map_count = 0
         self._test_logits: list[Tensor] = []
         self._predictions: list[Tensor] = []
+        self.loaded_data: tuple[FeatureEncoder, DatasetSpec] | None = None
 
     def build(self, cardinalities: list[int]) -> None:
         hp = self.hparams
@@ -276,9 +371,13 @@ class CTRModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
+        if stage == "predict":  # built from the checkpoint (on_load_checkpoint) or in predict_dataloader
+            return
         if self.net is None:
             dm.setup(stage)
             self.build(dm.encoder.cardinalities)
+        # Saved in every checkpoint: predict reads new files with these, never with a refitted encoder.
+        self.data_state = {"encoder": dm.encoder.to_dict(), "spec": asdict(dm.spec)}
         if stage == "fit" and self.trainer.is_global_zero:
             d = run_dir(self.trainer)
             d.mkdir(parents=True, exist_ok=True)
@@ -292,10 +391,16 @@ class CTRModule(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["ctr_cardinalities"] = self.cardinalities
+        state = getattr(self, "data_state", None)
+        if state is not None:
+            checkpoint["ctr_encoder"], checkpoint["ctr_data_spec"] = state["encoder"], state["spec"]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if self.net is None and checkpoint.get("ctr_cardinalities"):
             self.build(checkpoint["ctr_cardinalities"])
+        self.loaded_data = data_from_checkpoint(checkpoint)
+        if self.loaded_data is not None:
+            self.data_state = {"encoder": checkpoint["ctr_encoder"], "spec": checkpoint["ctr_data_spec"]}
 
     def forward(self, idx: Tensor, val: Tensor) -> tuple[Tensor, Tensor | None]:
         assert self.net is not None, "model not built: call build(cardinalities) or run through a Trainer"
@@ -359,6 +464,16 @@ class CTRModule(pl.LightningModule):
             return
         dm = self.trainer.datamodule
         report: dict[str, Any] = {}
+        for reason, n in dm.skipped.items():  # malformed lines skipped with skip_bad_lines, by kind
+            self.log("data/skipped/" + re.sub(r"[^A-Za-z0-9]+", "_", reason).strip("_"), float(n))
+        if dm.skipped:
+            self.log("data/skipped_lines", float(sum(dm.skipped.values())))
+        if logits is not None and len(logits) == len(dm.splits["test"][2]):
+            # Calibration (one process; under DDP each rank saw only its share of the rows).
+            bins = reliability_bins(torch.sigmoid(logits), dm.splits["test"][2])
+            report["calibration"] = bins
+            self.log("test/ece", bins["ece"])
+            log_figure(self.trainer, "test/reliability", plot_reliability(bins))
         ranking = None
         if maps is not None:
             mean_maps = maps / count
@@ -407,11 +522,14 @@ class CTRModule(pl.LightningModule):
     def on_predict_epoch_end(self) -> None:
         probs = torch.cat(self._predictions).numpy()
         self._predictions = []
-        ids = self.trainer.datamodule.predict_ids
-        path = run_dir(self.trainer) / "predictions.csv"
+        dm = self.trainer.datamodule
+        id_name, ids = dm.predict_ids
+        path = Path(dm.predict_output) if dm.predict_output else run_dir(self.trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
-        polars.DataFrame({"id": ids, "probability": probs}).write_csv(path)
-        print(f"polyhead-ctr: wrote {len(ids)} predictions to {path}")
+        out = polars.DataFrame({id_name: ids, "probability": probs})
+        out.write_parquet(path) if path.suffix in (".parquet", ".pq") else out.write_csv(path)
+        skipped = f" ({sum(dm.skipped.values())} malformed lines skipped)" if dm.skipped else ""
+        print(f"polyhead-ctr: wrote {len(ids)} predictions to {path}{skipped}")
 
     def configure_optimizers(self) -> Any:
         params = list(self.parameters())

@@ -1,10 +1,13 @@
 """Raw CTR log formats: Criteo (TSV, no header), Avazu (CSV with header), and spec-described files.
 
 Every reader returns a polars ``LazyFrame`` (nothing is loaded until collected or sunk, so files larger
-than memory stream) with a ``line`` column (1-based line number in the file), the label and the typed
-feature columns, plus a lazy report of malformed lines. Malformed lines either stop the run with the
-file and line number (:class:`MalformedLineError`) or, with ``skip_bad_lines=True``, are skipped and
-counted; nothing is dropped silently.
+than memory stream) with a ``line`` column (1-based line number in the file), the label (when the file has
+one: unlabeled files such as Criteo's 39-column test TSV or Avazu's test CSV are read for ``predict``) and
+the typed feature columns, plus a lazy report of malformed lines. Malformed lines either stop the run with
+the file and line number (:class:`MalformedLineError`) or, with ``skip_bad_lines=True``, are skipped and
+counted; nothing is dropped silently. Files that are not text at all (empty, binary, not UTF-8) are refused
+before reading with the file and line; blank lines at the end of a file are ignored; CSV fields may be
+quoted (RFC 4180, ``""`` for a quote inside a quoted field, no line breaks inside fields).
 """
 
 from __future__ import annotations
@@ -26,14 +29,37 @@ class FieldSpec:
         name: column name.
         type: ``categorical`` or ``numeric``.
         min_count: categorical values seen fewer times in the training split map to the field's OOV index.
-        numeric_mode: ``bucket`` (Criteo transform floor(ln(x)^2) for x > 2, then embedded as a category)
-            or ``scale`` (the value times the field embedding).
+        numeric_mode: how a numeric field enters the model (see ``polyhead.ctr.data.buckets``): ``bucket``
+            (log buckets floor(ln(x)^2), or quantile buckets where the log buckets would keep fewer than
+            ``min_buckets`` distinct values), ``log``, ``quantile`` (forced), or ``scale`` (the value times
+            the field embedding).
+        integer: a numeric field that must hold integers (Criteo's counts): ``3.5`` or ``1e9`` is a
+            malformed line, not a silently accepted float.
+        min_buckets: the fewest distinct buckets ``bucket`` accepts from the log transform.
+        num_quantiles: quantile buckets of a field (at most; fewer where it has fewer distinct values).
     """
 
     name: str
     type: FieldType
     min_count: int = 10
-    numeric_mode: Literal["bucket", "scale"] = "bucket"
+    numeric_mode: Literal["bucket", "log", "quantile", "scale"] = "bucket"
+    integer: bool = False
+    min_buckets: int = 8
+    num_quantiles: int = 32
+
+    def __post_init__(self) -> None:
+        if self.type not in ("categorical", "numeric"):
+            raise ValueError(
+                f"field {self.name!r}: type must be 'categorical' or 'numeric', got {self.type!r}"
+            )
+        if self.numeric_mode not in ("bucket", "log", "quantile", "scale"):
+            raise ValueError(
+                f"field {self.name!r}: numeric_mode must be bucket, log, quantile or scale, got {self.numeric_mode!r}"
+            )
+        if self.min_count < 1 or self.min_buckets < 1 or self.num_quantiles < 2:
+            raise ValueError(
+                f"field {self.name!r}: min_count, min_buckets >= 1 and num_quantiles >= 2 required"
+            )
 
 
 @dataclass(frozen=True)
@@ -44,6 +70,8 @@ class DatasetSpec:
     label: str
     fields: list[FieldSpec]
     id_column: str | None = None
+    split_column: str | None = None
+    time_column: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -51,9 +79,15 @@ class DatasetSpec:
         return [f.name for f in self.fields]
 
 
-def criteo_spec(min_count: int = 10, numeric_mode: str = "bucket") -> DatasetSpec:
-    """Criteo display-ads layout: label, I1..I13 (integer counts), C1..C26 (hashed categories)."""
-    fields = [FieldSpec(f"I{i}", "numeric", min_count, numeric_mode) for i in range(1, 14)]  # type: ignore[arg-type]
+def criteo_spec(min_count: int = 10, numeric_mode: str = "bucket", **numeric: int) -> DatasetSpec:
+    """Criteo display-ads layout: label, I1..I13 (integer counts), C1..C26 (hashed categories).
+
+    ``numeric`` passes ``min_buckets`` / ``num_quantiles`` to the integer fields.
+    """
+    fields = [
+        FieldSpec(f"I{i}", "numeric", min_count, numeric_mode, integer=True, **numeric)  # type: ignore[arg-type]
+        for i in range(1, 14)
+    ]
     fields += [FieldSpec(f"C{i}", "categorical", min_count) for i in range(1, 27)]
     return DatasetSpec("criteo", "label", fields)
 
@@ -84,10 +118,20 @@ AVAZU_CATEGORICAL = [
 ]
 
 
-def avazu_spec(min_count: int = 10) -> DatasetSpec:
-    """Avazu layout: ``id,click,hour,C1,...`` with every feature categorical (hour as hour-of-day)."""
+def avazu_spec(
+    min_count: int = 10, *, split_column: str | None = None, time_column: str | None = None
+) -> DatasetSpec:
+    """Avazu layout: ``id,click,hour,C1,...`` with every feature categorical (hour as hour-of-day).
+
+    ``time_column="hour"`` orders by the full ``YYMMDDHH`` timestamp (the feature keeps the hour of day).
+    """
     return DatasetSpec(
-        "avazu", "click", [FieldSpec(c, "categorical", min_count) for c in AVAZU_CATEGORICAL], "id"
+        "avazu",
+        "click",
+        [FieldSpec(c, "categorical", min_count) for c in AVAZU_CATEGORICAL],
+        "id",
+        split_column=split_column,
+        time_column=time_column,
     )
 
 
@@ -95,57 +139,198 @@ class MalformedLineError(ValueError):
     """A line of a raw file does not match its format."""
 
 
+SPLIT_NAMES = {"train": 0, "val": 1, "valid": 1, "validation": 1, "dev": 1, "test": 2}
+_COMPRESSED = (b"\x1f\x8b", b"\x28\xb5\x2f\xfd")  # gzip, zstd: polars decompresses them itself
+
+
 @dataclass
 class ReadResult:
     """A lazily read file.
 
     Attributes:
-        frame: ``line``, label (Int8), features (numeric: Float64 with nulls; categorical: Utf8 with nulls).
+        frame: ``line``, ``label`` (Int8; only when ``labeled``), features (numeric: Float64 with nulls;
+            categorical: Utf8 with nulls), ``id`` (the id column, if any), ``_split`` (UInt8 codes of the
+            split column) and ``_time`` (the time column as read) when the spec names them.
         bad: lazy frame of malformed lines: ``line``, ``reason``.
+        labeled: whether the file has the label column.
     """
 
     frame: pl.LazyFrame
     bad: pl.LazyFrame
+    labeled: bool = True
+
+
+def check_text_file(path: Path) -> None:
+    """Refuse an empty file, or one whose first MiB is binary (NUL bytes), naming the file and line."""
+    size = path.stat().st_size
+    if size == 0:
+        raise MalformedLineError(f"{path}: the file is empty (0 bytes); expected {_expected(path)}")
+    with open(path, "rb") as f:
+        head = f.read(1 << 20)
+    if head.startswith(_COMPRESSED):
+        return
+    nul = head.find(b"\x00")
+    if nul >= 0:
+        line = head.count(b"\n", 0, nul) + 1
+        raise MalformedLineError(
+            f"{path}: line {line}: binary data (a NUL byte at byte {nul}); expected a text file ({_expected(path)})"
+        )
+
+
+def _expected(path: Path) -> str:
+    return "CTR data lines" if path.suffix not in (".parquet", ".pq") else "a Parquet file"
+
+
+def trailing_blank_lines(path: Path) -> int:
+    """How many lines at the end of ``path`` are blank (whitespace only): they are ignored, not errors."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        if f.read(2) in _COMPRESSED:
+            return 0
+        f.seek(max(0, size - (1 << 16)))
+        tail = f.read()
+    lines = tail.split(b"\n")
+    if lines and lines[-1] == b"":  # the newline that ends the last line starts no line of its own
+        lines.pop()
+    n = 0
+    for line in reversed(lines):
+        if line.strip():
+            break
+        n += 1
+    return n
 
 
 def _lines(path: Path) -> pl.LazyFrame:
     # One string column per physical line (the unit-separator never occurs in these logs); empty lines
-    # come through as nulls, so the row index is the line number.
+    # come through as nulls, so the row index is the line number. Invalid UTF-8 is replaced by U+FFFD
+    # (and reported per line) instead of failing the whole scan without a line number.
     return pl.scan_csv(
-        path, has_header=False, separator="\x1f", quote_char=None, schema={"raw": pl.Utf8}
+        path,
+        has_header=False,
+        separator="\x1f",
+        quote_char=None,
+        schema={"raw": pl.Utf8},
+        encoding="utf8-lossy",
     ).with_row_index("line", offset=1)
 
 
-def read_delimited(path: Path, spec: DatasetSpec, *, separator: str, header: bool) -> ReadResult:
-    """Read a delimited text file column-by-position, validating every line."""
+def _has_quotes(path: Path) -> bool:
+    return bool(_lines(path).select(pl.col("raw").str.contains('"', literal=True).any()).collect().item())
+
+
+def _split_quoted(raw: pl.Expr, sep: str) -> tuple[pl.Expr, pl.Expr]:
+    """RFC 4180 fields of a line (quoted with ``""`` escapes, or plain), and whether they cover the line.
+
+    Each match is one field with its leading separator (none for the first); a stray quote leaves part of
+    the line unmatched, which the coverage check reports.
+    """
+    s = re_escape(sep)
+    matches = raw.str.extract_all(f'(?:^|{s})(?:"(?:[^"]|"")*"|[^{s}"]*)')
+    covered = matches.list.eval(pl.element().str.len_bytes()).list.sum() == raw.str.len_bytes()
+    field_ = pl.element().str.strip_prefix(sep)
+    unquoted = (
+        pl.when(field_.str.starts_with('"'))
+        .then(field_.str.slice(1, field_.str.len_chars() - 2).str.replace_all('""', '"', literal=True))
+        .otherwise(field_)
+    )
+    return matches.list.eval(unquoted), covered
+
+
+def re_escape(sep: str) -> str:
+    return "\\" + sep if sep in r".^$*+?()[]{}|\-" else sep
+
+
+def read_header(path: Path, separator: str) -> list[str]:
+    try:
+        return pl.scan_csv(path, separator=separator, n_rows=0, infer_schema=False).collect_schema().names()
+    except pl.exceptions.PolarsError as err:
+        raise MalformedLineError(f"{path}: line 1 (header): cannot be read as a CSV header ({err})") from None
+
+
+def read_delimited(
+    path: Path, spec: DatasetSpec, *, separator: str, header: bool, require_label: bool = True
+) -> ReadResult:
+    """Read a delimited text file column-by-position, validating every line.
+
+    Without ``require_label`` a file without the label column (a header without it, or one field fewer per
+    line for a headerless format) is read as unlabeled.
+    """
+    check_text_file(path)
+    extra = [c for c in (spec.split_column, spec.time_column) if c]
     if header:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            columns = f.readline().rstrip("\r\n").split(separator)
-        missing = [c for c in [spec.label, *spec.names] if c not in columns]
+        columns = read_header(path, separator)
+        labeled = spec.label in columns
+        needed = [*([spec.label] if require_label else []), *spec.names, *extra]
+        missing = [c for c in needed if c not in columns]
         if missing:
             raise MalformedLineError(f"{path}: line 1 (header) lacks column(s) {missing}; found {columns}")
     else:
-        columns = [spec.label, *spec.names]
+        if extra:
+            raise ValueError(
+                f"{path}: a {spec.format} file has no header, so no split or time column by name "
+                f"({extra}); use data.holdout_last (the file's order is its time order) or the hash split"
+            )
+        first = _lines(path).filter(pl.col("raw").str.strip_chars() != "").select("raw").head(1).collect()
+        n_first = len(first.item().split(separator)) if first.height else 0
+        labeled = require_label or n_first != len(spec.names)
+        columns = [*([spec.label] if labeled else []), *spec.names]
     n = len(columns)
     lf = _lines(path)
     if header:
         lf = lf.filter(pl.col("line") > 1)
-    parts = pl.col("raw").str.split(separator)
-    lf = lf.with_columns(parts.list.len().alias("_n"))
-    parsed = lf.with_columns([parts.list.get(i, null_on_oob=True).alias(c) for i, c in enumerate(columns)])
+    raw = pl.col("raw")
+    covered = pl.lit(True)
+    if separator == "," and _has_quotes(path):
+        parts, covered = _split_quoted(raw, separator)
+    else:
+        parts = raw.str.split(separator)
+    lf = lf.with_columns(parts.alias("_parts"), covered.alias("_covered"))
+    lf = lf.with_columns(pl.col("_parts").list.len().alias("_n"))
+    parsed = lf.with_columns(
+        [pl.col("_parts").list.get(i, null_on_oob=True).alias(c) for i, c in enumerate(columns)]
+    )
     empty = lambda c: pl.col(c).is_null() | (pl.col(c) == "")  # noqa: E731
-    label_ok = pl.col(spec.label).cast(pl.Int8, strict=False).is_in([0, 1])
+    expected = f"expected {n} fields"
+    if not header and not require_label:
+        expected = f"expected {n} fields ({'label + ' if labeled else ''}{len(spec.names)} features)"
     checks = [
-        (pl.col("raw").is_null() | (pl.col("raw").str.strip_chars() == ""), pl.lit("empty line")),
-        (pl.col("_n") != n, pl.format(f"expected {n} fields, found {{}}", pl.col("_n"))),
-        (~label_ok, pl.format(f"label {spec.label!r} must be 0 or 1, got '{{}}'", pl.col(spec.label))),
+        (raw.is_null() | (raw.str.strip_chars() == ""), pl.lit("empty line")),
+        (raw.str.contains("\ufffd", literal=True), pl.lit("not UTF-8 text (binary data?)")),
+        (raw.str.contains("\x00", literal=True), pl.lit("binary data (a NUL byte)")),
+        (~pl.col("_covered"), pl.lit("unbalanced or stray quote in a quoted CSV field")),
+        (pl.col("_n") != n, pl.format(f"{expected}, found {{}}", pl.col("_n"))),
     ]
+    if labeled:
+        label_ok = pl.col(spec.label).str.strip_chars().is_in(["0", "1"])
+        checks.append(
+            (~label_ok, pl.format(f"label {spec.label!r} must be 0 or 1, got '{{}}'", pl.col(spec.label)))
+        )
     for f in spec.fields:
         if f.type == "numeric":
-            bad_num = ~empty(f.name) & pl.col(f.name).cast(pl.Float64, strict=False).is_null()
+            as_float = pl.col(f.name).cast(pl.Float64, strict=False)
+            bad_num = ~empty(f.name) & as_float.is_null()
             checks.append(
                 (bad_num, pl.format(f"field {f.name!r} must be numeric, got '{{}}'", pl.col(f.name)))
             )
+            if f.integer:
+                # Int64 parsing refuses "3.5" and "1e9" (a float written where a count belongs).
+                bad_int = ~empty(f.name) & pl.col(f.name).cast(pl.Int64, strict=False).is_null()
+                checks.append(
+                    (bad_int, pl.format(f"field {f.name!r} must be an integer, got '{{}}'", pl.col(f.name)))
+                )
+    if spec.split_column:
+        code = pl.col(spec.split_column).str.strip_chars().str.to_lowercase()
+        checks.append(
+            (
+                ~code.is_in(list(SPLIT_NAMES)),
+                pl.format(
+                    f"split column {spec.split_column!r} must be train, val (valid, validation, dev) or test, got '{{}}'",
+                    pl.col(spec.split_column),
+                ),
+            )
+        )
+    if spec.time_column:
+        checks.append((empty(spec.time_column), pl.lit(f"time column {spec.time_column!r} is empty")))
     reason = pl.when(checks[0][0]).then(checks[0][1])
     for cond, msg in checks[1:]:
         reason = reason.when(cond).then(msg)
@@ -157,37 +342,95 @@ def read_delimited(path: Path, spec: DatasetSpec, *, separator: str, header: boo
         feats.append(
             col.cast(pl.Float64, strict=False).alias(f.name) if f.type == "numeric" else col.alias(f.name)
         )
-    keep = ["line", pl.col(spec.label).cast(pl.Int8).alias("label"), *feats]
+    keep: list[pl.Expr | str] = ["line", *feats]
+    if labeled:
+        keep.insert(1, pl.col(spec.label).str.strip_chars().cast(pl.Int8).alias("label"))
     if spec.id_column and spec.id_column in columns:
         keep.append(pl.col(spec.id_column).alias("id"))
+    if spec.split_column:
+        code = pl.col(spec.split_column).str.strip_chars().str.to_lowercase()
+        keep.append(code.replace_strict(SPLIT_NAMES, return_dtype=pl.UInt8).alias("_split"))
+    if spec.time_column:
+        keep.append(pl.col(spec.time_column).alias("_time"))
     good = parsed.filter(pl.col("_reason").is_null()).select(keep)
-    return ReadResult(good, bad)
+    return ReadResult(good, bad, labeled)
 
 
-def read_raw(path: str | Path, spec: DatasetSpec) -> ReadResult:
-    """Read ``path`` in ``spec.format`` (see :class:`DatasetSpec`)."""
+def read_parquet(path: Path, spec: DatasetSpec, *, require_label: bool = True) -> ReadResult:
+    """A Parquet file with the spec's columns (typed by the spec); labels and split names validated per row."""
+    try:
+        lf = pl.scan_parquet(path)
+        names = lf.collect_schema().names()
+    except pl.exceptions.PolarsError as err:
+        raise MalformedLineError(f"{path}: not a readable Parquet file ({err})") from None
+    labeled = spec.label in names
+    needed = [*([spec.label] if require_label else []), *spec.names]
+    needed += [c for c in (spec.split_column, spec.time_column) if c]
+    missing = [c for c in needed if c not in names]
+    if missing:
+        raise MalformedLineError(f"{path}: lacks column(s) {missing}; found {names}")
+    lf = lf.with_row_index("line", offset=1)
+    cols: list[pl.Expr | str] = ["line"]
+    checks = []
+    if labeled:
+        cols.append(pl.col(spec.label).cast(pl.Int8, strict=False).alias("label"))
+        checks.append(
+            (
+                ~pl.col(spec.label).cast(pl.Int8, strict=False).is_in([0, 1]),
+                pl.format(f"label {spec.label!r} must be 0 or 1, got '{{}}'", pl.col(spec.label)),
+            )
+        )
+    for f in spec.fields:
+        if f.type == "numeric":
+            cols.append(pl.col(f.name).cast(pl.Float64, strict=False))
+            checks.append(
+                (
+                    pl.col(f.name).is_not_null() & pl.col(f.name).cast(pl.Float64, strict=False).is_null(),
+                    pl.format(f"field {f.name!r} must be numeric, got '{{}}'", pl.col(f.name)),
+                )
+            )
+        else:
+            cols.append(pl.col(f.name).cast(pl.Utf8))
+    if spec.id_column and spec.id_column in names:
+        cols.append(pl.col(spec.id_column).alias("id"))
+    if spec.split_column:
+        code = pl.col(spec.split_column).cast(pl.Utf8).str.strip_chars().str.to_lowercase()
+        checks.append(
+            (
+                ~code.is_in(list(SPLIT_NAMES)),
+                pl.format(f"split column {spec.split_column!r} must be train, val or test, got '{{}}'", code),
+            )
+        )
+        cols.append(code.replace_strict(SPLIT_NAMES, default=None, return_dtype=pl.UInt8).alias("_split"))
+    if spec.time_column:
+        checks.append(
+            (pl.col(spec.time_column).is_null(), pl.lit(f"time column {spec.time_column!r} is empty"))
+        )
+        cols.append(pl.col(spec.time_column).alias("_time"))
+    if not checks:
+        return ReadResult(lf.select(cols), lf.head(0).select("line", pl.lit("").alias("reason")), labeled)
+    reason = pl.when(checks[0][0]).then(checks[0][1])
+    for cond, msg in checks[1:]:
+        reason = reason.when(cond).then(msg)
+    lf = lf.with_columns(reason.otherwise(None).alias("_reason"))
+    bad = lf.filter(pl.col("_reason").is_not_null()).select("line", pl.col("_reason").alias("reason"))
+    return ReadResult(lf.filter(pl.col("_reason").is_null()).select(cols), bad, labeled)
+
+
+def read_raw(path: str | Path, spec: DatasetSpec, *, require_label: bool = True) -> ReadResult:
+    """Read ``path`` in ``spec.format`` (see :class:`DatasetSpec`); ``require_label=False`` for ``predict``."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"CTR data file not found: {p}")
     if spec.format == "criteo":
-        return read_delimited(p, spec, separator="\t", header=False)
+        return read_delimited(p, spec, separator="\t", header=False, require_label=require_label)
     if spec.format in ("avazu", "csv"):
-        res = read_delimited(p, spec, separator=",", header=True)
+        res = read_delimited(p, spec, separator=",", header=True, require_label=require_label)
     elif spec.format == "tsv":
-        res = read_delimited(p, spec, separator="\t", header=True)
+        res = read_delimited(p, spec, separator="\t", header=True, require_label=require_label)
     elif spec.format == "parquet":
-        lf = pl.scan_parquet(p).with_row_index("line", offset=1)
-        cols = [pl.col(spec.label).cast(pl.Int8).alias("label")]
-        cols += [
-            pl.col(f.name).cast(pl.Float64) if f.type == "numeric" else pl.col(f.name).cast(pl.Utf8)
-            for f in spec.fields
-        ]
-        if spec.id_column:
-            cols.append(pl.col(spec.id_column).alias("id"))
-        bad = lf.filter(~pl.col(spec.label).is_in([0, 1])).select(
-            "line", pl.format("label must be 0 or 1, got {}", pl.col(spec.label)).alias("reason")
-        )
-        return ReadResult(lf.filter(pl.col(spec.label).is_in([0, 1])).select("line", *cols), bad)
+        check_text_file(p) if p.stat().st_size == 0 else None
+        return read_parquet(p, spec, require_label=require_label)
     else:
         raise ValueError(f"unknown CTR format {spec.format!r}; expected criteo, avazu, csv, tsv or parquet")
     if spec.format == "avazu":
@@ -196,11 +439,20 @@ def read_raw(path: str | Path, spec: DatasetSpec) -> ReadResult:
     return res
 
 
-def check_bad_lines(path: str | Path, result: ReadResult, *, skip: bool, limit: int = 20) -> int:
-    """Raise on the first malformed line, or (``skip``) report and return how many were skipped."""
-    bad = result.bad.collect(engine="streaming")
+def check_bad_lines(path: str | Path, result: ReadResult, *, skip: bool, limit: int = 20) -> dict[str, int]:
+    """Raise on the first malformed line, or (``skip``) report them and return the counts by kind of problem.
+
+    Blank lines at the end of the file are not malformed (editors and ``echo >>`` leave them); blank lines
+    between data lines are. The kind is the reason without the offending value (``field 'I1' must be an
+    integer``).
+    """
+    bad = result.bad.collect(engine="streaming").sort("line")
+    trailing = trailing_blank_lines(Path(path)) if bad.height else 0
+    if trailing:
+        blank = bad.filter(pl.col("reason") == "empty line")["line"].tail(trailing)
+        bad = bad.filter(~pl.col("line").is_in(blank.implode()))
     if bad.height == 0:
-        return 0
+        return {}
     if not skip:
         first = bad.row(0, named=True)
         more = f" (and {bad.height - 1} more malformed lines)" if bad.height > 1 else ""
@@ -211,4 +463,5 @@ def check_bad_lines(path: str | Path, result: ReadResult, *, skip: bool, limit: 
     print(
         f"polyhead-ctr: skipped {bad.height} malformed line(s) in {path}: {shown}{' ...' if bad.height > limit else ''}"
     )
-    return bad.height
+    kinds = bad["reason"].str.replace(r",? got '.*$|, found \d+$", "")
+    return {str(k): int(c) for k, c in kinds.value_counts().iter_rows()}

@@ -1,0 +1,128 @@
+"""Train / validation / test assignment of the rows of a click log (the ``split`` column: 0, 1, 2).
+
+Four ways, one per run (:class:`SplitSpec`):
+
+- ``hash`` (default): a seeded 8:1:1 split by hashing the line number (order-independent, reproducible;
+  the AutoInt paper's random 8:1:1 split);
+- ``column``: the file's own split column (``train``/``val``/``test``, validated per line by the reader);
+- ``time``: train on the past, validate and test on the future: the rows are ordered by the time column
+  and the last ``test_fraction`` (by time) are the test split, the ``val_fraction`` before them the
+  validation split. Rows sharing a timestamp stay in one split, so no timestamp is in two splits;
+- ``holdout_last``: the last ``N`` rows of the file are the test split and the ``N`` before them the
+  validation split (click logs such as Criteo's are written in time order, so this is their time split).
+
+The feature encoder is fitted on the train rows only, whichever way they were chosen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import polars as pl
+
+
+@dataclass(frozen=True)
+class SplitSpec:
+    """How rows are assigned to train (0), validation (1) and test (2); see the module docstring."""
+
+    method: str = "hash"
+    seed: int = 0
+    holdout_last: int | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.method not in ("hash", "column", "time", "holdout_last"):
+            raise ValueError(f"split method must be hash, column, time or holdout_last, got {self.method!r}")
+        if self.method == "holdout_last" and (self.holdout_last is None or self.holdout_last < 1):
+            raise ValueError(f"data.holdout_last must be a positive number of rows, got {self.holdout_last}")
+        if not (
+            0 < self.val_fraction < 1
+            and 0 < self.test_fraction < 1
+            and self.val_fraction + self.test_fraction < 1
+        ):
+            raise ValueError(
+                f"data.val_fraction ({self.val_fraction}) and data.test_fraction ({self.test_fraction}) must be "
+                "in (0, 1) with a sum below 1"
+            )
+
+    @classmethod
+    def from_options(
+        cls,
+        *,
+        seed: int,
+        split_column: str | None,
+        time_column: str | None,
+        holdout_last: int | None,
+        val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
+    ) -> SplitSpec:
+        """The split the data options ask for; more than one way at once is a ValueError."""
+        chosen = [
+            n
+            for n, on in (
+                ("data.split_column", split_column),
+                ("data.time_column", time_column),
+                ("data.holdout_last", holdout_last),
+            )
+            if on
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one way to split the data, got {' and '.join(chosen)}")
+        method = (
+            "column"
+            if split_column
+            else "time"
+            if time_column
+            else "holdout_last"
+            if holdout_last
+            else "hash"
+        )
+        return cls(method, seed, holdout_last, val_fraction, test_fraction)
+
+
+def hash_split(seed: int) -> pl.Expr:
+    """Seeded, order-independent 8:1:1 split by hashing the line number: 0 train, 1 val, 2 test."""
+    bucket = pl.col("line").hash(seed) % 10
+    return pl.when(bucket < 8).then(0).when(bucket == 8).then(1).otherwise(2).cast(pl.UInt8).alias("split")
+
+
+def _time_thresholds(lf: pl.LazyFrame, spec: SplitSpec) -> tuple[object, object, pl.Expr]:
+    # Thresholds from the sorted time values (one column in memory, not the rows); numeric text compares
+    # as numbers, so "9" < "10".
+    t = lf.select(pl.col("_time")).collect(engine="streaming")["_time"]
+    if t.dtype == pl.Utf8:
+        as_num = t.str.strip_chars().cast(pl.Float64, strict=False)
+        if as_num.null_count() == 0:
+            t, key = as_num, pl.col("_time").str.strip_chars().cast(pl.Float64)
+        else:
+            key = pl.col("_time")
+    else:
+        key = pl.col("_time")
+    t = t.sort()
+    n = len(t)
+    i_val = min(n - 1, int(n * (1 - spec.val_fraction - spec.test_fraction)))
+    i_test = min(n - 1, int(n * (1 - spec.test_fraction)))
+    return t[i_val], t[i_test], key
+
+
+def assign_splits(lf: pl.LazyFrame, spec: SplitSpec, *, source: str) -> pl.LazyFrame:
+    """``lf`` (the reader's good rows) with a ``split`` column (UInt8: 0 train, 1 val, 2 test)."""
+    if spec.method == "hash":
+        return lf.with_columns(hash_split(spec.seed))
+    if spec.method == "column":
+        return lf.with_columns(pl.col("_split").alias("split"))
+    if spec.method == "time":
+        t_val, t_test, key = _time_thresholds(lf, spec)
+        split = pl.when(key < t_val).then(0).when(key < t_test).then(1).otherwise(2)
+        return lf.with_columns(split.cast(pl.UInt8).alias("split"))
+    n = lf.select(pl.len()).collect(engine="streaming").item()
+    k = spec.holdout_last
+    assert k is not None
+    if n <= 2 * k:
+        raise ValueError(
+            f"{source}: data.holdout_last {k} holds out {2 * k} rows (validation + test) of {n}: nothing is left to train on"
+        )
+    row = pl.col("_row")  # position among the good rows (a row index streams; a window over len() would not)
+    split = pl.when(row >= n - k).then(2).when(row >= n - 2 * k).then(1).otherwise(0)
+    return lf.with_row_index("_row").with_columns(split.cast(pl.UInt8).alias("split")).drop("_row")
