@@ -1,8 +1,8 @@
 """Recipe: the three CSLR models on both generated splits (or on the Isharah release) with one budget.
 
-    uv run python pipelines/cslr.py                                  # quick: 60 sentences, 12 epochs, reduced width
+    uv run python pipelines/cslr.py                      # quick: 12 glosses, 60 sentences, batch 8, 12 epochs, d_model 128
     uv run python pipelines/cslr.py --full                           # configs/cslr/*.yaml (reference sizes)
-    uv run python pipelines/cslr.py --epochs 40 --sentences 300      # the README's results table
+    uv run python pipelines/cslr.py --epochs 40 --sentences 300 --glosses 20 --batch-size 16   # README table
     uv run python pipelines/cslr.py --isharah DIR --tasks signer_independent   # DIR: pose.pkl, train/dev/test.txt
 
 Runs the package's own steps (``polyhead.cslr.pipeline``) and writes ``report.md`` (WER of every model on
@@ -25,9 +25,10 @@ def main() -> None:
     ap.add_argument("--tasks", default=",".join(TASKS))
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--epochs", type=int, default=QUICK_EPOCHS)
-    ap.add_argument("--glosses", type=int, default=20)
+    ap.add_argument("--glosses", type=int, default=12)
     ap.add_argument("--sentences", type=int, default=60)
     ap.add_argument("--samples-per-sentence", type=int, default=4)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--full", action="store_true", help="reference model sizes from configs/cslr/")
     ap.add_argument("--isharah", default=None, help="folder with pose.pkl and train.txt/dev.txt/test.txt")
     ns = ap.parse_args()
@@ -44,6 +45,7 @@ def main() -> None:
         fit = []
     else:
         model_args, fit = {}, list(QUICK_MODEL)
+        data += ["--data.batch_size", str(ns.batch_size)]
     out = Path(ns.out)
     out.mkdir(parents=True, exist_ok=True)
     results = run_models(
