@@ -24,11 +24,12 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(MODELS))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="runs/pipelines/bioie")
+    ap.add_argument("--epochs", type=int, default=None, help="override the quick budget's epochs")
     ap.add_argument("--full", action="store_true", help="use configs/bioie/<model>.yaml (long runs)")
     ns = ap.parse_args()
     models = tuple(ns.models.split(","))
     seeds = tuple(int(s) for s in ns.seeds.split(","))
-    kw = {}
+    kw: dict = {} if ns.epochs is None else {"fit_args": ["--trainer.max_epochs", str(ns.epochs)]}
     if ns.full:
         kw = {"data_args": [], "fit_args": [],
               "model_args": {m: ["--config", str(ROOT / "configs" / "bioie" / f"{m}.yaml")] for m in models}}  # fmt: skip
@@ -36,7 +37,7 @@ def main() -> None:
     results = run_models(out, models=models, seeds=seeds, **kw)
     print(write_report(results, out / "report.md", f"BioIE: {', '.join(models)} over seeds {list(seeds)}"))
     payload = {
-        "budget": "full configs" if ns.full else {"data": QUICK_DATA, "fit": QUICK_FIT},
+        "budget": "full configs" if ns.full else {"data": QUICK_DATA, "fit": kw.get("fit_args", QUICK_FIT)},
         "summary": {m: {"micro_f1_mean": a, "micro_f1_std": b} for m, (a, b) in summarise(results).items()},
         "runs": {m: [{"run_dir": str(r.run_dir), "wall_s": r.wall_s, "metrics": r.metrics} for r in runs]
                  for m, runs in results.items()},
