@@ -24,8 +24,12 @@ from polyhead.train.matrix import (
     resolve_domains,
     reusable,
     run_matrix,
+    table_rows,
 )
 from polyhead.train.umbrella import main as polyhead_main
+
+# One worker runs the whole module under `pytest -n 2 --dist loadgroup` (CI), so the matrix fixture runs once.
+pytestmark = pytest.mark.xdist_group("matrix")
 
 VARIANTS = ["moh", "gaam", "rcmha", "halo", "duo"]
 FAKE_TARGET = "matrix_fake_domain:FAKE"
@@ -288,3 +292,13 @@ def test_cli_errors_are_one_line_exit_2(capsys: pytest.CaptureFixture[str]) -> N
 def test_attention_modules_are_found_in_the_fake_domain() -> None:
     model = MatrixPointerModel(attention={"name": "s2", "causal": False})
     assert isinstance(model.attn, AttentionBase) and model.attn.causal is False
+
+
+def test_table_shows_cross_entropy_and_cuda_memory_where_they_apply() -> None:
+    row = {"domain": "d", "variant": "moh", "status": "ok", "metric_mean": 0.5, "metric_sd": None, "kept": {},
+           "attn_entropy": None, "cross_entropy": 1.23456, "peak_rss_mb": 900.0, "cuda_peak_mb": 42.0,
+           "cuda_peak_mb_ratio": 0.5, "peak_rss_mb_ratio": 2.0}  # fmt: skip
+    cpu = table_rows({"device": "cpu", "rows": [row]}, "d")[0]
+    cuda = table_rows({"device": "cuda", "rows": [row]}, "d")[0]
+    assert cpu[10] == "1.235 (cross)" and cpu[11] == "-"
+    assert (cpu[5], cpu[6]) == ("900", "2.00x") and (cuda[5], cuda[6]) == ("42", "0.50x")

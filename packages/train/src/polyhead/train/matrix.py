@@ -451,7 +451,7 @@ def add_relative(row: dict[str, Any], ref: dict[str, Any] | None, higher_is_bett
     row["metric_delta"] = None if m is None or rm is None else m - rm
     sign = 1.0 if higher_is_better else -1.0
     row["metric_gain_pct"] = None if m is None or rm is None or rm == 0 else 100.0 * sign * (m - rm) / abs(rm)
-    for key in ("step_ms", "peak_rss_mb", "params", "throughput"):
+    for key in ("step_ms", "peak_rss_mb", "cuda_peak_mb", "params", "throughput"):
         row[f"{key}_ratio"] = _ratio(row.get(key), ref.get(key) if ref else None)
 
 
@@ -589,6 +589,15 @@ def _int(v: float | None) -> str:
     return "-" if v is None else f"{int(v):,}"
 
 
+def _entropy(row: dict[str, Any]) -> str:
+    # Self-attention entropy; a domain whose sites are all cross-attention shows its cross entropy instead.
+    if row.get("attn_entropy") is not None:
+        return _f(row["attn_entropy"], ".3f")
+    if row.get("cross_entropy") is not None:
+        return _f(row["cross_entropy"], ".3f") + " (cross)"
+    return "-"
+
+
 TABLE_COLUMNS = (
     "variant",
     "metric (mean ± sd)",
@@ -607,7 +616,11 @@ TABLE_COLUMNS = (
 
 
 def table_rows(payload: dict[str, Any], domain: str) -> list[list[str]]:
-    """The Markdown table's cells for one domain (also logged to W&B)."""
+    """The Markdown table's cells for one domain (also logged to W&B).
+
+    Peak memory is the training peak RSS on CPU and the CUDA allocator's peak on ``--device cuda``.
+    """
+    mem = "cuda_peak_mb" if payload["device"] == "cuda" else "peak_rss_mb"
     out = []
     for row in payload["rows"]:
         if row["domain"] != domain:
@@ -639,12 +652,12 @@ def table_rows(payload: dict[str, Any], domain: str) -> list[list[str]]:
                 "-" if name.startswith(DEFAULT_VARIANT) or delta is None else f"{delta:+.4f}",
                 _f(row.get("step_ms"), ".1f"),
                 _x(row.get("step_ms_ratio")),
-                _f(row.get("peak_rss_mb"), ".0f"),
-                _x(row.get("peak_rss_mb_ratio")),
+                _f(row.get(mem), ".0f"),
+                _x(row.get(f"{mem}_ratio")),
                 _int(row.get("params")),
                 _x(row.get("params_ratio")),
                 _f(row.get("throughput"), ".1f"),
-                _f(row.get("attn_entropy"), ".3f"),
+                _entropy(row),
                 _f(row.get("attn_distance"), ".2f"),
                 note,
             ]
@@ -664,9 +677,10 @@ def render_markdown(payload: dict[str, Any]) -> str:
         "",
         "Columns: the domain's test metric (mean ± sample sd over seeds) and its change against the domain's "
         "own default attention (`default` row); median time per training batch after 2 warm-up batches and "
-        "its ratio to the default; peak RSS of the process during training (MB, includes the Python/torch "
-        "baseline); parameters; training samples/s; mean attention entropy (nats) and mean attention distance "
-        "(positions, or grid cells at 2-D sites) of the trained model's self-attention on the first test batch.",
+        "its ratio to the default; peak memory of training (MB; on CPU the process's peak RSS, which "
+        "includes the Python/torch baseline; on CUDA the allocator's peak); parameters; training samples/s; mean attention entropy (nats) and mean attention distance "
+        "(positions, or grid cells at 2-D sites) of the trained model's self-attention on the first test batch "
+        "(entropy of the cross-attention where a domain has no self-attention site).",
         "",
     ]
     for name, info in payload["domains"].items():
