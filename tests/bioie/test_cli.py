@@ -64,3 +64,20 @@ def test_domain_declares_matrix_settings():
     assert DOMAIN.name == "bioie" and DOMAIN.metric == "test/micro_f1"
     assert DOMAIN.sites[0].config_key == "model.attention"
     assert set(DOMAIN.matrix_args) == {"tiny", "quick", "full"}
+
+
+def test_quick_pipeline_rows_and_report(tmp_path, monkeypatch):
+    from polyhead.bioie import pipeline
+    from polyhead.train.experiment import RunResult
+
+    def fake_run_models(out_dir, **kw):
+        f1 = {"aggcn": [0.6, 0.7], "tree_gcn": [0.65, 0.66], "transformer": [0.4, 0.5]}
+        return {m: [RunResult(tmp_path, {"test/micro_f1": v, "test/precision": v, "test/recall": v}, {}, 10.0)
+                    for v in vals] for m, vals in f1.items()}  # fmt: skip
+
+    monkeypatch.setattr(pipeline, "run_models", fake_run_models)
+    (row,) = pipeline.run_quick(tmp_path)
+    assert (row.model, row.value, row.baseline_value) == ("AGGCN", 0.6, 0.65)
+    assert row.baseline.startswith("C-GCN") and "does not beat" in row.note
+    text = pipeline.write_report(fake_run_models(tmp_path), tmp_path / "r.md", "t")
+    assert "| AGGCN | 2 | 0.6500 ± 0.0707 |" in text
