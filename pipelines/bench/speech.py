@@ -66,27 +66,29 @@ def bench_training(manifest: Path, steps: int) -> list[dict]:
 
 def bench_inference(checkpoint: str | None, manifest: Path, n: int) -> list[dict]:
     from polyhead.speech.data.audio import load_audio
+    from polyhead.speech.data.features import Fbank
     from polyhead.speech.data.manifest import read_manifest
     from polyhead.speech.data.tokenizer import CharTokenizer
     from polyhead.speech.inference import load_model, transcribe
     from polyhead.speech.models import ASRModel
+    from polyhead.speech.run_settings import SpeechSettings
 
     utts = read_manifest(manifest)[:n]
     if checkpoint:
-        model, tok, hp, _ = load_model(checkpoint)
+        model, settings, hp, _ = load_model(checkpoint)
     else:
-        tok = CharTokenizer.train(u.text for u in utts)
-        model = ASRModel(len(tok)).eval()
-    wavs = [load_audio(u.audio_filepath) for u in utts]
-    seconds = sum(w.numel() for w in wavs) / 16000
+        settings = SpeechSettings(CharTokenizer.train(u.text for u in utts), Fbank().config())
+        model = ASRModel(len(settings.tokenizer)).eval()
+    wavs = [load_audio(u.audio_filepath, settings.sample_rate) for u in utts]
+    seconds = sum(w.numel() for w in wavs) / settings.sample_rate
     rows = []
     for decoding in ("greedy", "ctc_beam", "attention", "joint"):
         # warm-up: the first call of a decoder pays one-off costs (lazy imports, the beam decoder's lexicon
         # setup, the allocator's first growth) that would otherwise be charged to whichever runs first
-        transcribe(model, tok, wavs[0], decoding=decoding, beam_size=8)
+        transcribe(model, settings, wavs[0], decoding=decoding, beam_size=8)
         t0 = time.perf_counter()
         for w in wavs:
-            transcribe(model, tok, w, decoding=decoding, beam_size=8)
+            transcribe(model, settings, w, decoding=decoding, beam_size=8)
         rows.append({"decoding": decoding, "rtf": (time.perf_counter() - t0) / seconds})
     for r in rows:
         r["x_greedy"] = r["rtf"] / rows[0]["rtf"]

@@ -15,6 +15,7 @@ from polyhead.speech.data.audio import AudioError, load_audio
 from polyhead.speech.data.dataset import BucketBatchSampler, SpeechDataset, collate, screen
 from polyhead.speech.data.features import Fbank, spec_augment, speed_perturb
 from polyhead.speech.data.manifest import ManifestError, SkipReport, build_manifest, read_manifest
+from polyhead.speech.data.normalize import TextNormalizer
 from polyhead.speech.data.tokenizer import SPECIALS, BpeTokenizer, CharTokenizer, Tokenizer
 
 SAMPLE = Path(__file__).parents[2] / "shared" / "speech"
@@ -78,7 +79,11 @@ def test_tokenizers_round_trip_and_check(tmp_path: Path) -> None:
     for t in texts:
         ids = char.encode(t)
         assert min(ids) >= len(SPECIALS) and char.decode(ids) == t
-    assert "['9', 'é']" in char.check("café 9")
+    assert char.check("café 9") is None  # accents folded, 9 spelled "nine"
+    keep = CharTokenizer.train(texts, TextNormalizer("en", "keep"))
+    assert "['9']" in keep.check("café 9")
+    assert "'" in char.pieces and char.check("don't") is None  # English alphabet whatever the texts use
+    assert "['λ']" in char.check("λ calculus")
     char.save(tmp_path / "c.json")
     assert Tokenizer.load(tmp_path / "c.json").encode(texts[0]) == char.encode(texts[0])
     bpe = BpeTokenizer.train(texts * 3, vocab_size=120)
@@ -100,6 +105,8 @@ def test_manifest_errors_and_skips(tmp_path: Path) -> None:
     report = SkipReport()
     utts = read_manifest(m, skip_bad=True, report=report)
     assert len(utts) == 3 and report.total == 3 and [u.line for u in utts] == [1, 4, 6]
+    assert dict(report.skipped) == {"invalid JSON": 1, "missing fields": 1, "bad record": 1}
+    assert report.summary().startswith("1 ")
 
 
 def test_build_manifest_librispeech_and_tsv(tmp_path: Path) -> None:
@@ -126,18 +133,24 @@ def test_bad_utterances_are_skipped_and_counted(tmp_path: Path) -> None:
     utts[1] = replace(utts[1], audio_filepath=str(tmp_path / "broken.flac"))
     utts.append(replace(utts[0], text="numbers 123", line=99))
     utts.append(replace(utts[0], duration=99.0, line=100))
-    tok = CharTokenizer.train(u.text for u in utts[:1] + utts[2:4])
-    with pytest.raises(ManifestError, match="characters outside the tokenizer"):
+    tok = CharTokenizer.train((u.text for u in utts[:1] + utts[2:4]), TextNormalizer("en", "keep"))
+    with pytest.raises(ManifestError, match="characters outside the tokenizer") as e:
         screen(utts, tok, max_duration=20, skip_bad=False, report=SkipReport())
+    assert e.value.reason == "characters outside the tokenizer" and ":99:" in str(e.value)
     report = SkipReport()
     kept = screen(utts, tok, max_duration=20, skip_bad=True, report=report)
-    assert len(kept) == 4 and report.total == 2
-    ds = SpeechDataset(kept, tok, Fbank(), skip_bad=True, report=report)
+    assert len(kept) == 4 and dict(report.skipped) == {"characters outside the tokenizer": 1,
+                                                      "longer than max_duration": 1}  # fmt: skip
+    ds = SpeechDataset(kept, tok, Fbank(), skip_bad=True)
     batch = collate([ds[i] for i in range(len(ds))])
-    assert batch is not None and len(batch[2]) == 3 and report.total == 3
-    assert any("train.jsonl" in e for e in report.examples)
-    with pytest.raises(AudioError, match=r"train.jsonl:\d+: .*broken.flac"):
+    assert len(batch) == 3 and len(batch.targets) == 3 and batch.feats.shape[0] == 3
+    assert [(s.index, s.reason) for s in batch.skipped] == [(1, "unreadable audio")]
+    assert "train.jsonl:" in batch.skipped[0].where
+    empty = collate([ds[1]])
+    assert len(empty) == 0 and len(empty.skipped) == 1
+    with pytest.raises(AudioError, match=r"train.jsonl:\d+: .*broken.flac") as e:
         SpeechDataset(kept, tok, Fbank(), skip_bad=False)[1]
+    assert e.value.reason == "unreadable audio"
 
 
 def test_bucket_sampler_covers_everything_with_little_padding() -> None:
@@ -151,3 +164,16 @@ def test_bucket_sampler_covers_everything_with_little_padding() -> None:
     assert pad < 0.1
     s.set_epoch(1)
     assert list(s) != batches
+
+
+def test_bucket_sampler_shards_over_ranks() -> None:
+    dur = np.random.default_rng(1).uniform(1, 15, 203).tolist()
+    full = BucketBatchSampler(dur, batch_size=8, max_batch_seconds=60, shuffle=True, seed=3)
+    ranks = [BucketBatchSampler(dur, batch_size=8, max_batch_seconds=60, shuffle=True, seed=3, num_replicas=3,
+                                rank=r) for r in range(3)]  # fmt: skip
+    shards = [list(s) for s in ranks]
+    assert len({len(s) for s in shards}) == 1 and len(shards[0]) == len(full) // 3  # same step count per rank
+    whole = list(full)[: 3 * len(shards[0])]
+    assert [b for step in zip(*shards) for b in step] == whole  # disjoint, and together the seeded order
+    with pytest.raises(ValueError, match="rank must be in"):
+        BucketBatchSampler(dur, num_replicas=2, rank=2)

@@ -10,8 +10,18 @@ import pytest
 import soundfile as sf
 
 from polyhead.speech.data.manifest import read_manifest
-from polyhead.speech.data.synth import TEST_VOICES, VOICES, engines_available, plan, synthesize_corpus
-from polyhead.speech.text import BigramText, normalize
+from polyhead.speech.data.normalize import TextNormalizer
+from polyhead.speech.data.synth import (
+    DIGIT_VOICES,
+    TEST_VOICES,
+    VOICES,
+    engines_available,
+    plan,
+    synthesize_corpus,
+)
+from polyhead.speech.text import DIGITS, BigramText, DigitText
+
+normalize = TextNormalizer()
 
 
 def test_plan_holds_out_whole_voices_and_is_seeded() -> None:
@@ -26,6 +36,23 @@ def test_plan_holds_out_whole_voices_and_is_seeded() -> None:
     share = {s: sum(j["split"] == s for j in jobs) / len(jobs) for s in voices}
     assert 0.15 < share["test"] < 0.25 and 0.05 < share["dev"] < 0.15
     assert all(0.8 <= j["rate"] <= 1.15 and 25 <= j["pitch"] <= 75 for j in jobs)
+
+
+def test_digit_plan_balances_engines_and_holds_out_voices() -> None:
+    jobs = plan(900, seed=0, task="digits")
+    train = [j for j in jobs if j["split"] == "train"]
+    voices = {(j["engine"], j["voice"]) for j in train}
+    assert not voices & set(TEST_VOICES) and len(voices) > 30 and voices <= set(DIGIT_VOICES)
+    flite = sum(j["engine"] == "flite" for j in train) / len(train)
+    assert 0.4 < flite < 0.6  # engine first, then voice: flite's 3 training voices are not drowned
+    texts = [j["text"] for j in jobs]
+    assert all(
+        set(t.split()) <= set(DIGITS) and 3 <= len(t.split()) <= 7 and normalize(t) == t for t in texts
+    )
+    rng = np.random.default_rng(0)
+    assert DigitText(min_digits=2, max_digits=2).sentence(rng).count(" ") == 1
+    with pytest.raises(ValueError, match="min_digits"):
+        DigitText(min_digits=0)
 
 
 def test_sentences_are_normalised_and_varied() -> None:

@@ -5,7 +5,9 @@
   (pointwise + GLU, depthwise conv, BatchNorm, Swish, pointwise), half-step FFN, final LayerNorm.
 - :class:`TransformerBlock`: a pre-norm Transformer encoder layer.
 - :func:`build_attention`: an attention config ``{"name": ..., **kwargs}`` -> module;
-  :func:`aux_loss`: the sum of the auxiliary losses (e.g. MoH load balance) of a model's blocks.
+  :func:`aux_loss`: the sum of the auxiliary losses (e.g. MoH load balance) that every polyhead attention
+  module of a model (encoder blocks, decoder self- and cross-attention, anything built on
+  :class:`~polyhead.attention.base.AttentionBase`) returned in the last forward pass.
 - :func:`sinusoidal_positions`: absolute sinusoidal position encodings.
 """
 
@@ -17,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from polyhead.attention.base import AttentionBase, AttentionOutput
 from polyhead.attention.registry import create_attention
 
 
@@ -32,13 +35,41 @@ def sinusoidal_positions(length: int, dim: int, device: torch.device, dtype: tor
 def build_attention(cfg: dict[str, Any] | None, dim: int, heads: int) -> nn.Module:
     cfg = dict(cfg or {"name": "mha"})
     name = cfg.pop("name", "mha")
-    return create_attention(name, dim=dim, num_heads=heads, **cfg)
+    return track_aux_loss(create_attention(name, dim=dim, num_heads=heads, **cfg))
+
+
+def _record_aux_loss(module: nn.Module, args: Any, output: Any) -> None:
+    module.last_aux_loss = output.aux_loss if isinstance(output, AttentionOutput) else None
+
+
+def track_aux_loss(module: nn.Module) -> nn.Module:
+    """Make every :class:`AttentionBase` in ``module`` keep its last forward's ``aux_loss`` (idempotent).
+
+    :func:`build_attention` does it for the modules it builds; call it on a model whose attention was
+    made with ``create_attention`` directly before its first forward pass (:func:`aux_loss` also calls
+    it, so such modules are counted from their second forward on).
+    """
+    for m in module.modules():
+        if isinstance(m, AttentionBase) and not getattr(m, "_tracks_aux_loss", False):
+            m.register_forward_hook(_record_aux_loss)
+            m._tracks_aux_loss = True
+            m.last_aux_loss = None
+    return module
 
 
 def aux_loss(net: nn.Module) -> Tensor | None:
-    """Sum of the auxiliary losses (e.g. MoH load balance) the blocks' attention produced in the last forward."""
-    losses = [m.aux_loss for m in net.modules() if isinstance(m, (ConformerBlock, TransformerBlock))]
-    losses = [a for a in losses if a is not None]
+    """Sum of the auxiliary losses (e.g. MoH load balance) every attention module of ``net`` returned in the
+    last forward pass; ``None`` when none has one (plain attention).
+
+    Consumes them: a module that does not run in the next forward pass (a decoder skipped in a step) is
+    not counted twice, and a loss whose graph was freed by ``backward`` is never reused.
+    """
+    track_aux_loss(net)
+    losses = []
+    for m in net.modules():
+        if isinstance(m, AttentionBase) and m.last_aux_loss is not None:
+            losses.append(m.last_aux_loss)
+            m.last_aux_loss = None
     return torch.stack(losses).sum() if losses else None
 
 

@@ -28,7 +28,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from polyhead.attention.analysis.saliency import deletion_auc, deletion_curve, pearson, spearman
 from polyhead.speech.data.tokenizer import BLANK, SOS_EOS, Tokenizer
 from polyhead.speech.models.asr import ASRModel
 
@@ -163,6 +162,9 @@ def compare(
     when ``layers`` or ``heads`` is given, ``"subset"``: the mean over those layers and heads only. The
     end-of-sentence row is excluded.
     """
+    # imported here: polyhead.attention.analysis loads matplotlib, which `transcribe` (timestamps only) skips
+    from polyhead.attention.analysis.saliency import pearson, spearman
+
     att, sal = att[:, :, :-1].double(), sal[:-1].double()
 
     def stats(a: Tensor) -> dict:
@@ -191,6 +193,8 @@ def deletion_aucs(
     seed: int = 0,
 ) -> dict[str, float]:
     """Deletion AUC of input frames ranked by each relevance ``(T,)``; the score is the mean token probability."""
+    from polyhead.attention.analysis.saliency import deletion_auc, deletion_curve
+
     T = feats.shape[1]
     lengths = torch.tensor([T], device=feats.device)
 

@@ -1,193 +1,47 @@
-"""LightningModule and LightningDataModule for speech-to-text (``polyhead-speech``).
+"""LightningModule for speech-to-text (``polyhead-speech``): joint CTC/attention training and evaluation.
 
     polyhead-speech fit                                      # synthesised corpus (espeak-ng + flite)
     polyhead-speech test                                     # WER/CER on unseen voices -> metrics.json
-    polyhead-speech fit --data.train_manifest train.jsonl --data.dev_manifest dev.jsonl \\
-        --data.test_manifest test.jsonl                      # NeMo-style manifests (real data)
+    polyhead-speech test --data.test_manifest other.jsonl    # any manifest, with the run's tokenizer
     polyhead-speech test --model.decoding joint --model.beam_size 8
+
+The data side (manifests, run settings, skip counts) is :mod:`polyhead.speech.datamodule`. The module
+stores the run's settings (tokenizer, normaliser, features) in every checkpoint, adds the auxiliary losses
+of the attention modules (MoH load balance) to the training loss, and at the end of ``test``/``predict``
+reports every record of the input as scored or skipped by reason, in one line and in metrics.json
+(``test/utterances_total``, ``test/utterances_scored``, ``test/skipped_total``, ``test/skipped/<reason>``).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from pathlib import Path
+import re
+from collections import Counter
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
 import torchmetrics
 from torch import Tensor
-from torch.utils.data import DataLoader
 
-from polyhead.speech.data.audio import AudioError, audio_duration
-from polyhead.speech.data.dataset import BucketBatchSampler, SpeechDataset, collate, screen
-from polyhead.speech.data.features import Fbank, spec_augment
-from polyhead.speech.data.manifest import SkipReport, Utterance, read_manifest
-from polyhead.speech.data.tokenizer import BpeTokenizer, CharTokenizer, Tokenizer
+from polyhead.attention.blocks import aux_loss
+from polyhead.speech.data.dataset import Batch
+from polyhead.speech.data.features import spec_augment
 from polyhead.speech.decoding import attention_beam_search, ctc_beam_search, greedy_ctc, joint_decode
 from polyhead.speech.models import ASRModel, joint_loss
+from polyhead.speech.run_settings import (
+    CHECKPOINT_KEY,
+    SETTINGS_FILE,
+    SpeechSettings,
+    settings_from_checkpoint,
+)
 from polyhead.train import run_dir
 
 
-class SpeechDataModule(pl.LightningDataModule):
-    """Manifests (or the synthesised corpus) -> length-bucketed batches of log-mel features.
-
-    Args:
-        train_manifest, dev_manifest, test_manifest: JSON-lines manifests; all three, or none for the
-            synthesised corpus.
-        predict_manifest, predict_audio: what ``predict`` transcribes: a manifest, or audio files of any
-            sample rate and channel count (``--data.predict_audio '[a.wav, b.flac]'``).
-        cache_dir: where the synthesised corpus is written.
-        num_utterances, seed, synth_workers: synthesised corpus settings.
-        tokenizer: ``char`` or ``bpe`` (sentencepiece, trained on the training transcripts).
-        bpe_vocab_size: BPE vocabulary size.
-        batch_size, max_batch_seconds: batch limits (items, seconds of audio).
-        max_duration: longer utterances are errors (or skipped with ``skip_bad``).
-        skip_bad: report and skip bad manifest lines, unreadable audio, unrepresentable text.
-        speed_perturb: training speed factors (e.g. ``[0.9, 1.0, 1.1]``).
-        num_workers: DataLoader workers.
-    """
-
-    def __init__(
-        self,
-        *,
-        train_manifest: str | None = None,
-        dev_manifest: str | None = None,
-        test_manifest: str | None = None,
-        predict_manifest: str | None = None,
-        predict_audio: list[str] | None = None,
-        cache_dir: str = "runs/speech/cache",
-        num_utterances: int = 1200,
-        seed: int = 0,
-        synth_workers: int = 4,
-        tokenizer: Literal["char", "bpe"] = "char",
-        bpe_vocab_size: int = 256,
-        batch_size: int = 32,
-        max_batch_seconds: float = 160.0,
-        max_duration: float = 20.0,
-        skip_bad: bool = False,
-        speed_perturb: list[float] | None = None,
-        num_workers: int = 0,
-    ) -> None:
-        super().__init__()
-        files = {"data.train_manifest": train_manifest, "data.dev_manifest": dev_manifest,
-                 "data.test_manifest": test_manifest}  # fmt: skip
-        given = {k: v for k, v in files.items() if v is not None}
-        if given and len(given) != 3:
-            raise ValueError(
-                f"real data needs all of {sorted(files)}; missing {sorted(set(files) - set(given))}"
-            )
-        audio = [("data.predict_audio", a) for a in predict_audio or []]
-        for k, v in [*given.items(), ("data.predict_manifest", predict_manifest), *audio]:
-            if v is not None and not Path(v).is_file():
-                raise FileNotFoundError(f"{k}: no such file: {v}")
-        if predict_manifest is not None and predict_audio:
-            raise ValueError("give data.predict_manifest or data.predict_audio, not both")
-        self.files, self.predict_manifest, self.predict_audio = given, predict_manifest, predict_audio
-        self.cache_dir, self.num_utterances, self.seed, self.synth_workers = (
-            Path(cache_dir),
-            num_utterances,
-            seed,
-            synth_workers,
-        )
-        self.tokenizer_kind, self.bpe_vocab_size = tokenizer, bpe_vocab_size
-        self.batch_size, self.max_batch_seconds, self.max_duration = (
-            batch_size,
-            max_batch_seconds,
-            max_duration,
-        )
-        self.skip_bad, self.speed = skip_bad, tuple(speed_perturb or (1.0,))
-        self.num_workers = num_workers
-        self.fbank = Fbank()
-        self.tokenizer: Tokenizer | None = None
-        self.splits: dict[str, list[Utterance]] = {}
-        self.report = SkipReport()
-
-    def _manifests(self) -> dict[str, Path]:
-        if self.files:
-            return {s: Path(self.files[f"data.{s}_manifest"]) for s in ("train", "dev", "test")}
-        from polyhead.speech.data.synth import synthesize_corpus
-
-        root = synthesize_corpus(
-            self.cache_dir, num_utterances=self.num_utterances, seed=self.seed, workers=self.synth_workers
-        )
-        return {s: root / f"{s}.jsonl" for s in ("train", "dev", "test")}
-
-    def prepare_data(self) -> None:
-        if self.trainer is None or self.trainer.state.fn != "predict":
-            self._manifests()
-
-    def setup(self, stage: str) -> None:
-        if stage == "predict":
-            if self.predict_audio:
-                self.splits["predict"] = self._audio_utterances(self.predict_audio)
-            elif self.predict_manifest is not None:
-                self.splits["predict"] = read_manifest(
-                    self.predict_manifest, skip_bad=self.skip_bad, report=self.report
-                )
-            else:
-                raise ValueError("predict needs data.predict_manifest or data.predict_audio")
-            if self.report.total:
-                print(f"polyhead-speech: skipped {self.report.total} inputs: {self.report.examples[:5]}")
-            return
-        if "train" in self.splits:
-            return
-        paths = self._manifests()
-        raw = {s: read_manifest(p, skip_bad=self.skip_bad, report=self.report) for s, p in paths.items()}
-        if self.tokenizer is None:
-            texts = [u.text for u in raw["train"]]
-            self.tokenizer = (
-                CharTokenizer.train(texts)
-                if self.tokenizer_kind == "char"
-                else BpeTokenizer.train(texts, self.bpe_vocab_size)
-            )
-        for s, utts in raw.items():
-            self.splits[s] = screen(
-                utts,
-                self.tokenizer,
-                max_duration=self.max_duration,
-                skip_bad=self.skip_bad,
-                report=self.report,
-            )
-        if self.report.total:
-            print(f"polyhead-speech: skipped {self.report.total} utterances: {dict(self.report.skipped)}")
-            for e in self.report.examples[:5]:
-                print(f"  {e}")
-
-    def _audio_utterances(self, paths: list[str]) -> list[Utterance]:
-        """Untranscribed utterances for ``predict``; unreadable files raise (or are counted with skip_bad)."""
-        utts = []
-        for i, p in enumerate(paths):
-            try:
-                utts.append(Utterance(p, "", audio_duration(p), line=i + 1, manifest="data.predict_audio"))
-            except AudioError as err:
-                if not self.skip_bad:
-                    raise AudioError(f"data.predict_audio[{i}]: {err}") from None
-                self.report.add("unreadable audio", f"data.predict_audio[{i}] {p}")
-        return utts
-
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        utts = self.splits[split]
-        ds = SpeechDataset(utts, self.tokenizer, self.fbank, speed_factors=self.speed if train else (1.0,),
-                           skip_bad=self.skip_bad, max_duration=self.max_duration, report=self.report, seed=self.seed)  # fmt: skip
-        sampler = BucketBatchSampler([u.duration for u in utts], batch_size=self.batch_size,
-                                     max_batch_seconds=self.max_batch_seconds, shuffle=train, seed=self.seed)  # fmt: skip
-        if train and self.trainer is not None:
-            sampler.set_epoch(self.trainer.current_epoch)
-        return DataLoader(ds, batch_sampler=sampler, collate_fn=collate, num_workers=self.num_workers)
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("dev", False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", False)
+def reason_key(reason: str) -> str:
+    """A skip reason as a metric-name part: ``"invalid JSON"`` -> ``invalid_json``."""
+    return re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
 
 
 class SpeechModule(pl.LightningModule):
@@ -196,6 +50,7 @@ class SpeechModule(pl.LightningModule):
     Args:
         d_model, encoder_layers, decoder_layers, heads, conv_kernel, dropout: model size.
         attention: encoder self-attention variant (default ``{"name": "rel_mha"}``).
+        decoder_attention: decoder self- and cross-attention variant (default ``{"name": "mha"}``).
         ctc_weight: CTC share of the loss (and of joint rescoring).
         label_smoothing: decoder cross-entropy smoothing.
         lr, warmup_steps, schedule: Adam peak learning rate, warm-up, ``noam`` or ``cosine`` decay.
@@ -214,6 +69,7 @@ class SpeechModule(pl.LightningModule):
         conv_kernel: int = 15,
         dropout: float = 0.1,
         attention: dict[str, Any] | None = None,
+        decoder_attention: dict[str, Any] | None = None,
         ctc_weight: float = 0.3,
         label_smoothing: float = 0.1,
         lr: float = 2e-3,
@@ -227,45 +83,88 @@ class SpeechModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net: ASRModel | None = None
-        self.tokenizer: Tokenizer | None = None
+        self.settings: SpeechSettings | None = None
         for split in ("val", "test"):
             setattr(self, f"{split}_wer", torchmetrics.text.WordErrorRate())
             setattr(self, f"{split}_cer", torchmetrics.text.CharErrorRate())
         self._predictions: list[dict] = []
+        self._load_skips: dict[str, dict[int, tuple[str, str]]] = {}  # split -> index -> (where, reason)
+        self._scored: Counter = Counter()
 
-    def build(self, tokenizer: Tokenizer) -> None:
+    @property
+    def tokenizer(self):  # the run's tokenizer (part of its settings)
+        return self.settings.tokenizer if self.settings is not None else None
+
+    def build(self, settings: SpeechSettings) -> None:
         hp = self.hparams
-        self.tokenizer = tokenizer
-        self.net = ASRModel(len(tokenizer), d_model=hp.d_model, encoder_layers=hp.encoder_layers,
-                            decoder_layers=hp.decoder_layers, heads=hp.heads, conv_kernel=hp.conv_kernel,
-                            dropout=hp.dropout, attention=hp.attention)  # fmt: skip
+        self.settings = settings
+        self.net = ASRModel(len(settings.tokenizer), n_mels=settings.n_mels, d_model=hp.d_model,
+                            encoder_layers=hp.encoder_layers, decoder_layers=hp.decoder_layers, heads=hp.heads,
+                            conv_kernel=hp.conv_kernel, dropout=hp.dropout, attention=hp.attention,
+                            decoder_attention=hp.decoder_attention)  # fmt: skip
 
     def setup(self, stage: str) -> None:
         dm = self.trainer.datamodule
-        dm.setup(stage)
-        if stage == "predict":
-            return
-        if self.net is None:
-            self.build(dm.tokenizer)
+        if self.net is None and dm.settings is not None:  # a fresh fit: settings from the training texts
+            self.build(dm.settings)
         if stage == "fit" and self.trainer.is_global_zero:
             d = run_dir(self.trainer)
             d.mkdir(parents=True, exist_ok=True)
-            dm.tokenizer.save(d / "tokenizer.json")
+            self.settings.save(d / SETTINGS_FILE)
+
+    def _ensure_built(self) -> None:
+        """An evaluation without a checkpoint (untrained model): the data module's fresh settings."""
+        if self.net is None:
+            self.build(self.trainer.datamodule.settings)
+            self.net.to(self.device)
+
+    def on_validation_start(self) -> None:
+        self._ensure_built()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["tokenizer"] = self.tokenizer.to_dict()
+        checkpoint[CHECKPOINT_KEY] = self.settings.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.net is None and "tokenizer" in checkpoint:
-            self.build(Tokenizer.from_dict(checkpoint["tokenizer"]))
-            dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-            if dm is not None and dm.tokenizer is None:
-                dm.tokenizer = self.tokenizer
+        """The run's own settings replace any built from files passed now (called before the weights load)."""
+        settings = settings_from_checkpoint(checkpoint)
+        if self.net is None or settings.to_dict() != self.settings.to_dict():
+            self.build(settings)
+        if self._trainer is not None and self.trainer.datamodule is not None:
+            dm = self.trainer.datamodule
+            dm.settings = settings
+            dm.splits.clear()  # screened against other settings, if any: screen again
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
-        if batch is None:  # every utterance of the batch was skipped
+    # ---- skip and score bookkeeping -----------------------------------------------------------------------
+    def _note_skips(self, split: str, batch: Batch) -> None:
+        seen = self._load_skips.setdefault(split, {})
+        for s in batch.skipped:  # by dataset index: each utterance counts once however many epochs it fails
+            seen[s.index] = (s.where, s.reason)
+
+    def _count_summary(self, split: str, stage_split: str) -> dict[str, Any]:
+        """Scored + skipped (by reason) = records of the split's source; one line and the metric values."""
+        dm = self.trainer.datamodule
+        reasons = Counter(dm.reports[stage_split].skipped)
+        reasons.update(r for _, r in self._load_skips.get(stage_split, {}).values())
+        skipped = sum(reasons.values())
+        total = dm.records.get(stage_split, self._scored[split] + skipped)
+        detail = ", ".join(f"{n} {r}" for r, n in reasons.most_common()) or "none"
+        line = (f"polyhead-speech {split}: {dm.sources.get(stage_split, stage_split)}: {total} records, "
+                f"scored {self._scored[split]}, skipped {skipped} ({detail})")  # fmt: skip
+        values = {f"{split}/utterances_total": total, f"{split}/utterances_scored": self._scored[split],
+                  f"{split}/skipped_total": skipped,
+                  **{f"{split}/skipped/{reason_key(r)}": n for r, n in reasons.items()}}  # fmt: skip
+        return {
+            "line": line,
+            "values": values,
+            "examples": [w for w, _ in self._load_skips.get(stage_split, {}).values()],
+        }
+
+    # ---- training ----------------------------------------------------------------------------------------
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:
+        self._note_skips("train", batch)
+        if not len(batch):  # every utterance of the batch was skipped
             return None
-        feats, lengths, targets, _ = batch
+        feats, lengths, targets = batch.feats, batch.lengths, batch.targets
         if self.hparams.spec_augment:
             feats = spec_augment(feats, lengths)
         out = self.net(feats, lengths, targets)
@@ -273,13 +172,19 @@ class SpeechModule(pl.LightningModule):
             out, targets, ctc_weight=self.hparams.ctc_weight, label_smoothing=self.hparams.label_smoothing
         )
         bs = len(targets)
+        aux = aux_loss(self.net)  # MoH load balance of every attention module, None for plain attention
+        if aux is not None:
+            loss = loss + aux
+            self.log("train/aux_loss", aux, batch_size=bs)
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/ctc", parts["ctc"], batch_size=bs)
         self.log("train/att", parts["att"], batch_size=bs)
         return loss
 
     def on_train_epoch_end(self) -> None:
-        self.log("train/skipped_total", float(self.trainer.datamodule.report.total))
+        dm = self.trainer.datamodule
+        skipped = dm.reports["train"].total + len(self._load_skips.get("train", {}))
+        self.log("train/skipped_total", float(skipped))
 
     @torch.no_grad()
     def transcribe(self, feats: Tensor, lengths: Tensor, method: str | None = None) -> list[list[int]]:
@@ -304,10 +209,12 @@ class SpeechModule(pl.LightningModule):
             out.append(hyps[0].tokens)
         return out
 
-    def _eval(self, split: str, batch: Any, method: str) -> None:
-        if batch is None:
+    def _eval(self, split: str, batch: Batch, method: str) -> None:
+        self._note_skips("dev" if split == "val" else split, batch)
+        if not len(batch):
             return
-        feats, lengths, targets, _ = batch
+        feats, lengths, targets = batch.feats, batch.lengths, batch.targets
+        self._scored[split] += len(targets)
         hyps = [self.tokenizer.decode(h) for h in self.transcribe(feats, lengths, method)]
         refs = [self.tokenizer.decode(t) for t in targets]
         getattr(self, f"{split}_wer").update(hyps, refs)
@@ -318,16 +225,39 @@ class SpeechModule(pl.LightningModule):
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         self._eval("val", batch, "greedy")
 
-    def test_step(self, batch: Any, batch_idx: int) -> None:
+    def on_test_start(self) -> None:
+        self._ensure_built()
+
+    def on_test_epoch_start(self) -> None:
+        self._scored["test"] = 0
+        self._load_skips["test"] = {}
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
         self._eval("test", batch, self.hparams.decoding)
 
-    def predict_step(self, batch: Any, batch_idx: int) -> list[dict]:
-        """Transcripts with CTC-aligned word timestamps for ``data.predict_manifest``."""
+    def on_test_epoch_end(self) -> None:
+        summary = self._count_summary("test", "test")
+        for k, v in summary["values"].items():
+            self.log(k, float(v))
+        if self.trainer.is_global_zero:
+            print(summary["line"], flush=True)
+
+    def on_predict_start(self) -> None:
+        self._ensure_built()
+
+    def on_predict_epoch_start(self) -> None:
+        self._scored["predict"] = 0
+        self._load_skips["predict"] = {}
+
+    def predict_step(self, batch: Batch, batch_idx: int) -> list[dict]:
+        """Transcripts with CTC-aligned word timestamps for ``data.predict_manifest`` / ``data.predict_audio``."""
         from polyhead.speech.explain import ctc_timestamps
 
-        if batch is None:
+        self._note_skips("predict", batch)
+        if not len(batch):
             return []
-        feats, lengths, _, idx = batch
+        feats, lengths, idx = batch.feats, batch.lengths, batch.indices
+        self._scored["predict"] += len(idx)
         hyps = self.transcribe(feats, lengths)
         with torch.no_grad():
             enc, enc_len, _ = self.net.encode(feats, lengths)
@@ -350,6 +280,10 @@ class SpeechModule(pl.LightningModule):
         path = run_dir(self.trainer) / "predictions.jsonl"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(r) + "\n" for r in self._predictions), encoding="utf-8")
+        summary = self._count_summary("predict", "predict")
+        counts = {k.removeprefix("predict/"): v for k, v in summary["values"].items()}
+        (path.parent / "predictions.summary.json").write_text(json.dumps(counts, indent=1) + "\n")
+        print(summary["line"].replace("scored", "transcribed"))
         print(f"polyhead-speech: wrote {len(self._predictions)} transcripts to {path}")
         self._predictions = []
 

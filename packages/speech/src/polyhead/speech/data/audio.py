@@ -1,6 +1,7 @@
 """Audio I/O with soundfile: any rate / channel count -> mono float32 at the model rate, with checks.
 
-torchaudio's own loader needs torchcodec in torchaudio 2.9+; soundfile (libsndfile) reads WAV, FLAC and OGG.
+torchaudio's own loader needs torchcodec in torchaudio 2.9+; soundfile (libsndfile 1.1+) reads WAV, FLAC,
+OGG/Vorbis/Opus and MP3 (Common Voice's clips), among others (:data:`AUDIO_SUFFIXES`).
 """
 
 from __future__ import annotations
@@ -11,9 +12,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from polyhead.speech.data.errors import SpeechDataError
 
-class AudioError(ValueError):
-    """An audio file that cannot be used (empty, truncated, not audio, silent, too long)."""
+# what the manifest builders collect from a folder; load_audio reads whatever libsndfile decodes
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".au", ".w64", ".caf")
+
+
+class AudioError(SpeechDataError):
+    """An audio file that cannot be used (missing, empty, truncated, not audio, silent, too long)."""
 
 
 def load_audio(path: str | Path, sample_rate: int = 16000, *, min_rms_db: float = -70.0) -> Tensor:
@@ -26,15 +32,17 @@ def load_audio(path: str | Path, sample_rate: int = 16000, *, min_rms_db: float 
 
     p = Path(path)
     if not p.is_file():
-        raise AudioError(f"{p}: no such audio file")
+        raise AudioError(f"{p}: no such audio file", reason="missing audio file")
     if p.stat().st_size == 0:
-        raise AudioError(f"{p}: empty file (0 bytes)")
+        raise AudioError(f"{p}: empty file (0 bytes)", reason="empty audio file")
     try:
         data, sr = sf.read(str(p), dtype="float32", always_2d=True)
     except Exception as err:  # libsndfile raises RuntimeError/LibsndfileError for bad or truncated files
-        raise AudioError(f"{p}: not a readable audio file ({type(err).__name__}: {err})") from None
+        raise AudioError(
+            f"{p}: not a readable audio file ({type(err).__name__}: {err})", reason="unreadable audio"
+        ) from None
     if data.shape[0] == 0:
-        raise AudioError(f"{p}: zero-length audio")
+        raise AudioError(f"{p}: zero-length audio", reason="zero-length audio")
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))  # downmix to mono
     if sr != sample_rate:
         import torchaudio.functional as AF
@@ -43,7 +51,8 @@ def load_audio(path: str | Path, sample_rate: int = 16000, *, min_rms_db: float 
     rms = float(wav.pow(2).mean().sqrt())
     if 20 * np.log10(max(rms, 1e-12)) < min_rms_db:
         raise AudioError(
-            f"{p}: silent audio (RMS {20 * np.log10(max(rms, 1e-12)):.0f} dBFS < {min_rms_db} dBFS)"
+            f"{p}: silent audio (RMS {20 * np.log10(max(rms, 1e-12)):.0f} dBFS < {min_rms_db} dBFS)",
+            reason="silent audio",
         )
     return wav
 
@@ -54,9 +63,11 @@ def audio_duration(path: str | Path) -> float:
 
     p = Path(path)
     if not p.is_file():
-        raise AudioError(f"{p}: no such audio file")
+        raise AudioError(f"{p}: no such audio file", reason="missing audio file")
     try:
         info = sf.info(str(p))
     except Exception as err:  # libsndfile's errors for non-audio or truncated headers
-        raise AudioError(f"{p}: not a readable audio file ({type(err).__name__}: {err})") from None
+        raise AudioError(
+            f"{p}: not a readable audio file ({type(err).__name__}: {err})", reason="unreadable audio"
+        ) from None
     return info.frames / info.samplerate

@@ -22,12 +22,25 @@ class Fbank(nn.Module):
         super().__init__()
         import torchaudio
 
+        if sample_rate < 8000 or n_mels < 8:
+            raise ValueError(f"Fbank needs sample_rate >= 8000 and n_mels >= 8, got {sample_rate}, {n_mels}")
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=512, win_length=int(0.025 * sample_rate),
             hop_length=int(0.010 * sample_rate), n_mels=n_mels, power=2.0, center=False,
         )  # fmt: skip
         self.cmvn = cmvn
         self.sample_rate, self.n_mels = sample_rate, n_mels
+
+    def config(self) -> dict:
+        """What a run stores with its checkpoint; :meth:`from_config` rebuilds the same features."""
+        return {"sample_rate": self.sample_rate, "n_mels": self.n_mels, "cmvn": self.cmvn, "n_fft": 512,
+                "win_ms": 25, "hop_ms": 10, "log_floor": 1e-6, "cmvn_scope": "utterance"}  # fmt: skip
+
+    @classmethod
+    def from_config(cls, d: dict | None) -> Fbank:
+        d = d or {}
+        return cls(sample_rate=int(d.get("sample_rate", 16000)), n_mels=int(d.get("n_mels", 80)),
+                   cmvn=bool(d.get("cmvn", True)))  # fmt: skip
 
     def num_frames(self, samples: int) -> int:
         """Frames of a ``samples``-long signal (no centring: the 512-point frame must fit)."""

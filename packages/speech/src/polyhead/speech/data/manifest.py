@@ -15,10 +15,11 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+from polyhead.speech.data.audio import AUDIO_SUFFIXES
+from polyhead.speech.data.errors import SpeechDataError
 
 
-class ManifestError(ValueError):
+class ManifestError(SpeechDataError):
     """A bad manifest line (or a bad utterance found while loading it)."""
 
 
@@ -37,7 +38,7 @@ class Utterance:
 
 @dataclass
 class SkipReport:
-    """What a tolerant read skipped, by reason."""
+    """What a tolerant read skipped, by reason, with the first few places (file:line: reason)."""
 
     skipped: Counter = field(default_factory=Counter)
     examples: list[str] = field(default_factory=list)
@@ -51,13 +52,17 @@ class SkipReport:
     def total(self) -> int:
         return sum(self.skipped.values())
 
+    def summary(self) -> str:
+        """``"2 invalid JSON, 1 unreadable audio"`` (most frequent first), or ``"none"``."""
+        return ", ".join(f"{n} {r}" for r, n in self.skipped.most_common()) or "none"
+
 
 def read_manifest(
     path: str | Path, *, skip_bad: bool = False, report: SkipReport | None = None
 ) -> list[Utterance]:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"manifest not found: {p}")
+        raise ManifestError(f"manifest not found: {p}", reason="missing manifest")
     out = []
     with open(p, encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
@@ -79,12 +84,16 @@ def read_manifest(
                 out.append(Utterance(str(audio), str(rec["text"]), duration, rec.get("speaker"), n, str(p)))
             except (json.JSONDecodeError, ValueError, TypeError) as err:
                 msg = f"{p}:{n}: expected a JSON object with audio_filepath, text, duration: {err}"
+                reason = (
+                    "invalid JSON"
+                    if isinstance(err, json.JSONDecodeError)
+                    else "missing fields"
+                    if str(err).startswith("missing")
+                    else "bad record"
+                )
                 if not skip_bad:
-                    raise ManifestError(msg) from None
+                    raise ManifestError(msg, reason=reason) from None
                 if report is not None:
-                    reason = (
-                        "invalid JSON" if isinstance(err, json.JSONDecodeError) else str(err).split(":")[0]
-                    )
                     report.add(reason, f"{p}:{n}")
     return out
 

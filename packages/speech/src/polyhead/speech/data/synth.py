@@ -1,6 +1,9 @@
-"""The embedded default corpus: synthesised speech from espeak-ng and flite, with unseen test voices.
+"""The embedded default corpora: synthesised speech from espeak-ng and flite, with unseen test voices.
 
-Sentences come from :class:`polyhead.speech.text.BigramText`. Each utterance is spoken by one voice of two
+Two tasks: ``sentences`` (the default corpus: open-vocabulary sentences from
+:class:`polyhead.speech.text.BigramText`, 12 voices) and ``digits`` (connected digit strings from
+:class:`polyhead.speech.text.DigitText`, spoken by :data:`DIGIT_VOICES`: 4 flite voices and 7 espeak-ng
+English dialects x 5 voice variants; the quick task of ``polyhead demo``). Each utterance is spoken by one voice of two
 engines (flite's distinct voices ``awb``, ``rms``, ``slt``, ``kal16``; espeak-ng variants of US, British and
 Scottish English with male and female voice settings), at a random rate (espeak-ng 130-200 words/min,
 flite duration stretch 0.8-1.25) and pitch (espeak-ng 25-75), resampled to 16 kHz, with white or pink noise
@@ -25,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from polyhead.speech.data.manifest import Utterance, write_manifest
-from polyhead.speech.text import BigramText
+from polyhead.speech.text import BigramText, DigitText
 
 VOICES: list[tuple[str, str]] = [
     ("flite", "awb"), ("flite", "rms"), ("flite", "slt"), ("flite", "kal16"),
@@ -38,7 +41,21 @@ TEST_VOICES: list[tuple[str, str]] = [
     ("espeak-ng", "en-gb-scotland+m4"),
     ("espeak-ng", "en-us+f4"),
 ]
+ESPEAK_DIALECTS = [
+    "en-us",
+    "en-gb",
+    "en-gb-scotland",
+    "en-gb-x-rp",
+    "en-gb-x-gbclan",
+    "en-gb-x-gbcwmd",
+    "en-029",
+]
+DIGIT_VOICES: list[tuple[str, str]] = [
+    *[("flite", v) for v in ("awb", "rms", "slt", "kal16")],
+    *[("espeak-ng", f"{d}+{v}") for d in ESPEAK_DIALECTS for v in ("m1", "m3", "m4", "f2", "f4")],
+]
 SAMPLE_RATE = 16000
+TASKS = ("sentences", "digits")
 
 
 def engines_available() -> dict[str, bool]:
@@ -88,16 +105,34 @@ def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator, *, pink:
     return (wav + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
 
 
-def plan(num_utterances: int, seed: int, test_fraction: float = 0.2, dev_fraction: float = 0.1) -> list[dict]:
+def task_voices(task: str) -> list[tuple[str, str]]:
+    """The voices of a task's corpus (its test voices are :data:`TEST_VOICES`)."""
+    if task not in TASKS:
+        raise ValueError(f"unknown synthesis task {task!r}; expected one of {TASKS}")
+    return VOICES if task == "sentences" else DIGIT_VOICES
+
+
+def plan(
+    num_utterances: int,
+    seed: int,
+    test_fraction: float = 0.2,
+    dev_fraction: float = 0.1,
+    *,
+    task: str = "sentences",
+) -> list[dict]:
     """The seeded list of utterances to synthesise: text, voice, rate, pitch, noise, split."""
     rng = np.random.default_rng(seed)
-    text = BigramText()
-    train_voices = [v for v in VOICES if v not in TEST_VOICES]
+    text = BigramText() if task == "sentences" else DigitText()
+    train_voices = [v for v in task_voices(task) if v not in TEST_VOICES]
     jobs = []
     for i in range(num_utterances):
         r = rng.random()
         split = "test" if r < test_fraction else "dev" if r < test_fraction + dev_fraction else "train"
         pool = TEST_VOICES if split == "test" else train_voices
+        if task == "digits":  # engine first, then one of its voices: flite is not drowned by espeak-ng
+            engines = sorted({e for e, _ in pool})
+            engine = engines[int(rng.integers(len(engines)))]
+            pool = [v for v in pool if v[0] == engine]
         engine, voice = pool[int(rng.integers(len(pool)))]
         jobs.append({
             "id": f"utt{i:06d}", "split": split, "text": text.sentence(rng), "engine": engine, "voice": voice,
@@ -109,9 +144,14 @@ def plan(num_utterances: int, seed: int, test_fraction: float = 0.2, dev_fractio
 
 
 def synthesize_corpus(
-    out_dir: str | Path, *, num_utterances: int = 1000, seed: int = 0, workers: int = 4
+    out_dir: str | Path,
+    *,
+    num_utterances: int = 1000,
+    seed: int = 0,
+    workers: int = 4,
+    task: str = "sentences",
 ) -> Path:
-    """Synthesise (or reuse) the corpus; returns its folder with ``train/dev/test.jsonl`` and ``audio/``."""
+    """Synthesise (or reuse) a corpus; returns its folder with ``train/dev/test.jsonl`` and ``audio/``."""
     import soundfile as sf
 
     missing = [e for e, ok in engines_available().items() if not ok]
@@ -120,17 +160,19 @@ def synthesize_corpus(
     settings = {
         "num_utterances": num_utterances,
         "seed": seed,
-        "voices": VOICES,
+        "voices": task_voices(task),
         "test_voices": TEST_VOICES,
         "v": 1,
     }
+    if task != "sentences":  # the sentence corpus keeps its original cache key
+        settings["task"] = task
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(out_dir) / f"synth_{key}"
     if (root / "test.jsonl").is_file():
         return root
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
-    jobs = plan(num_utterances, seed)
+    jobs = plan(num_utterances, seed, task=task)
 
     def run(job: dict) -> Utterance:
         path = audio / f"{job['id']}.flac"

@@ -1,8 +1,10 @@
 """Tokenizers: characters, or sentencepiece BPE trained on the training transcripts; both saved with the run.
 
-Index 0 is the CTC blank, 1 ``<sos/eos>`` (the decoder's start and end symbol), 2 ``<unk>``. Text is
-normalised first (:func:`polyhead.speech.text.normalize`). :meth:`Tokenizer.check` reports characters
-outside a character tokenizer's alphabet instead of silently mapping them to ``<unk>``.
+Index 0 is the CTC blank, 1 ``<sos/eos>`` (the decoder's start and end symbol), 2 ``<unk>``. Every
+tokenizer owns its :class:`~polyhead.speech.data.normalize.TextNormalizer`: text is normalised by it before
+encoding, and both travel together (``to_dict``) in the checkpoint and the run's ``tokenizer.json``, so a
+later manifest is read exactly as the training transcripts were. :meth:`Tokenizer.check` reports
+characters outside a character tokenizer's alphabet instead of silently mapping them to ``<unk>``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from polyhead.speech.text import normalize
+from polyhead.speech.data.normalize import TextNormalizer
 
 BLANK, SOS_EOS, UNK = 0, 1, 2
 SPECIALS = ["<blank>", "<sos/eos>", "<unk>"]
@@ -21,8 +23,13 @@ SPECIALS = ["<blank>", "<sos/eos>", "<unk>"]
 class Tokenizer:
     kind = "base"
 
-    def __init__(self, pieces: list[str]) -> None:
+    def __init__(self, pieces: list[str], normalizer: TextNormalizer | None = None) -> None:
         self.pieces = pieces
+        self.normalizer = normalizer or TextNormalizer()
+
+    def normalize(self, text: str) -> str:
+        """The text as this tokenizer's run normalises it (what references are scored as)."""
+        return self.normalizer(text)
 
     def __len__(self) -> int:
         return len(SPECIALS) + len(self.pieces)
@@ -45,9 +52,12 @@ class Tokenizer:
 
     @staticmethod
     def from_dict(d: dict) -> Tokenizer:
+        normalizer = TextNormalizer.from_dict(d.get("normalizer"))
         if d["kind"] == "char":
-            return CharTokenizer(d["pieces"])
-        return BpeTokenizer(bytes.fromhex(d["model"]))
+            return CharTokenizer(d["pieces"], normalizer)
+        if d["kind"] == "bpe":
+            return BpeTokenizer(bytes.fromhex(d["model"]), normalizer)
+        raise ValueError(f"unknown tokenizer kind {d['kind']!r} (expected 'char' or 'bpe')")
 
     @staticmethod
     def load(path: str | Path) -> Tokenizer:
@@ -57,34 +67,37 @@ class Tokenizer:
 class CharTokenizer(Tokenizer):
     """Letters, apostrophe and ``|`` for the space (a token, so CTC can emit word boundaries).
 
-    The alphabet is the letters (any script) and apostrophes of the training transcripts; digits and other
-    symbols are never added, so a transcript that contains them is reported (spell numbers out first).
+    The alphabet is the normaliser's own (for English: a-z and the apostrophe, whatever the training
+    transcripts happen to use, so that a model trained on digit strings still reads "don't" in a later
+    manifest) plus any other letter (any script) of the normalised training transcripts. Digits and other
+    symbols are never added, so a transcript that still has them is reported.
     """
 
     kind = "char"
 
     @classmethod
-    def train(cls, texts: Iterable[str]) -> CharTokenizer:
-        chars = {c for t in texts for c in normalize(t) if c.isalpha() or c == "'"}
-        return cls(sorted(chars) + ["|"])
+    def train(cls, texts: Iterable[str], normalizer: TextNormalizer | None = None) -> CharTokenizer:
+        norm = normalizer or TextNormalizer()
+        chars = {c for t in texts for c in norm(t) if c.isalpha() or c == "'"} | set(norm.alphabet)
+        return cls(sorted(chars) + ["|"], norm)
 
-    def __init__(self, pieces: list[str]) -> None:
-        super().__init__(pieces)
+    def __init__(self, pieces: list[str], normalizer: TextNormalizer | None = None) -> None:
+        super().__init__(pieces, normalizer)
         self._index = {c: i + len(SPECIALS) for i, c in enumerate(pieces)}
 
     def encode(self, text: str) -> list[int]:
-        return [self._index.get(c, UNK) for c in normalize(text).replace(" ", "|")]
+        return [self._index.get(c, UNK) for c in self.normalize(text).replace(" ", "|")]
 
     def decode(self, ids: Iterable[int]) -> str:
         s = "".join(self.pieces[i - len(SPECIALS)] for i in ids if i >= len(SPECIALS))
         return " ".join(s.replace("|", " ").split())
 
     def check(self, text: str) -> str | None:
-        unknown = sorted({c for c in normalize(text).replace(" ", "|") if c not in self._index})
+        unknown = sorted({c for c in self.normalize(text).replace(" ", "|") if c not in self._index})
         return f"characters outside the tokenizer: {unknown}" if unknown else None
 
     def to_dict(self) -> dict:
-        return {"kind": "char", "pieces": self.pieces}
+        return {"kind": "char", "pieces": self.pieces, "normalizer": self.normalizer.to_dict()}
 
 
 class BpeTokenizer(Tokenizer):
@@ -93,31 +106,34 @@ class BpeTokenizer(Tokenizer):
     kind = "bpe"
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = 256) -> BpeTokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = 256, normalizer: TextNormalizer | None = None
+    ) -> BpeTokenizer:
         import sentencepiece as spm
 
+        norm = normalizer or TextNormalizer()
         with tempfile.TemporaryDirectory() as tmp:
             corpus = Path(tmp) / "text.txt"
-            corpus.write_text("\n".join(normalize(t) for t in texts) + "\n", encoding="utf-8")
+            corpus.write_text("\n".join(norm(t) for t in texts) + "\n", encoding="utf-8")
             spm.SentencePieceTrainer.train(
                 input=str(corpus), model_prefix=str(Path(tmp) / "bpe"), vocab_size=vocab_size,
                 model_type="bpe", character_coverage=1.0, bos_id=-1, eos_id=-1, unk_id=0, pad_id=-1,
                 hard_vocab_limit=False, minloglevel=2,
             )  # fmt: skip
-            return cls((Path(tmp) / "bpe.model").read_bytes())
+            return cls((Path(tmp) / "bpe.model").read_bytes(), norm)
 
-    def __init__(self, model: bytes) -> None:
+    def __init__(self, model: bytes, normalizer: TextNormalizer | None = None) -> None:
         import sentencepiece as spm
 
         self.model = model
         self.sp = spm.SentencePieceProcessor(model_proto=model)
-        super().__init__([self.sp.id_to_piece(i) for i in range(1, self.sp.get_piece_size())])
+        super().__init__([self.sp.id_to_piece(i) for i in range(1, self.sp.get_piece_size())], normalizer)
 
     def encode(self, text: str) -> list[int]:
-        return [i - 1 + len(SPECIALS) if i > 0 else UNK for i in self.sp.encode(normalize(text))]
+        return [i - 1 + len(SPECIALS) if i > 0 else UNK for i in self.sp.encode(self.normalize(text))]
 
     def decode(self, ids: Iterable[int]) -> str:
         return self.sp.decode([i - len(SPECIALS) + 1 for i in ids if i >= len(SPECIALS)])
 
     def to_dict(self) -> dict:
-        return {"kind": "bpe", "model": self.model.hex()}
+        return {"kind": "bpe", "model": self.model.hex(), "normalizer": self.normalizer.to_dict()}

@@ -99,6 +99,11 @@ class ASRModel(nn.Module):
         )
         self.ctc_head = nn.Linear(d_model, vocab_size)
         self.embed = nn.Embedding(vocab_size, d_model)
+        # N(0, 1/d) so that the sqrt(d)-scaled embedding has unit variance per dimension, like the sinusoidal
+        # positions added to it (Vaswani et al.'s scheme). With PyTorch's N(0, 1) default the scaled
+        # embedding was sqrt(d) times larger than the positions, the decoder could not tell positions apart,
+        # and it looped ("the the the", "seveveveve") while CTC learnt.
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
         self.decoder = nn.ModuleList(
             DecoderLayer(d_model, heads, dropout, decoder_attention) for _ in range(decoder_layers)
         )
