@@ -224,10 +224,11 @@ class RelationModule(pl.LightningModule):
                 explain_run(self, dm, d)
         self._rows = []
 
-    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         probs = self(batch).softmax(-1)
         for i, pr in zip(batch["index"], probs.tolist()):
             self._rows.append((i, 0, 0.0, pr))
+        return probs
 
     def on_predict_epoch_end(self) -> None:
         labels = self.encoder.relations
