@@ -93,3 +93,27 @@ def test_losses():
     assert hinge_g_loss(fake) == pytest.approx(0.75)
     with pytest.raises(ValueError, match="MS-SSIM"):
         ssim_loss(a, a, multiscale=True)
+
+
+def test_attention_explanation_masses():
+    from polyhead.face.explain import attention_explanation, code_mass, plot_explanation
+
+    torch.manual_seed(0)
+    m = RestoreFormerPP(**SMALL)
+    m.start_stage2()
+    lq = torch.rand(1, 3, 32, 32)
+    expl = attention_explanation(m, lq)
+    assert set(expl) == {"8", "16"}
+    e = expl["16"]
+    heads, L, S = e["weights"].shape
+    assert (heads, L, S) == (4, 256, 256 + 64)
+    assert torch.allclose(e["weights"].sum(-1), torch.ones(heads, L), atol=1e-4)  # rows are distributions
+    mass, ids = code_mass(e["weights"], e["code_ids"])
+    # Reference: a loop over the code keys.
+    ref = torch.zeros(heads, len(ids))
+    for j, c in enumerate(e["code_ids"].tolist()):
+        ref[:, (ids == c).nonzero()[0, 0]] += e["weights"][:, :, 256 + j].mean(1)
+    assert torch.allclose(mass, ref, atol=1e-5)
+    import matplotlib.pyplot as plt
+
+    plt.close(plot_explanation(lq[0], lq[0], e))

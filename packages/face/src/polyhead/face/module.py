@@ -58,6 +58,9 @@ class FaceModule(pl.LightningModule):
         adv_weight: weight of the hinge patch-GAN loss (0 = off; the discriminator is then not built).
         perceptual_weight, perceptual_weights: VGG16 perceptual loss from a local torchvision VGG16
             state dict (no download possible here; skipped with one message when no path is given).
+        lpips_weights: an ``lpips`` LPIPS(net="vgg") state dict: ``test/lpips`` (skipped without one).
+        identity_weights, identity_arch: a torchvision ResNet face-embedding state dict:
+            ``test/identity_distance`` (1 - cosine; skipped without one).
         reinit_every: re-initialise dead codes every N stage-1 steps (0 = never).
         landmark_images: test images scored with the MediaPipe landmark distance (0 = off).
     """
@@ -85,6 +88,9 @@ class FaceModule(pl.LightningModule):
         adv_weight: float = 0.0,
         perceptual_weight: float = 0.1,
         perceptual_weights: str | None = None,
+        lpips_weights: str | None = None,
+        identity_weights: str | None = None,
+        identity_arch: str = "resnet50",
         reinit_every: int = 50,
         landmark_images: int = 64,
     ) -> None:
@@ -114,6 +120,16 @@ class FaceModule(pl.LightningModule):
             from polyhead.face.perceptual import VGGPerceptualLoss
 
             self.perceptual = VGGPerceptualLoss.from_file(perceptual_weights)
+        self.lpips = self.identity = None
+        if lpips_weights is not None:
+            from polyhead.face.perceptual import LPIPS
+
+            self.lpips = LPIPS.from_file(lpips_weights)
+        if identity_weights is not None:
+            from polyhead.face.perceptual import IdentityDistance
+
+            self.identity = IdentityDistance.from_file(identity_weights, arch=identity_arch)
+        self.lpips_mean, self.identity_mean = MeanMetric(), MeanMetric()
         self.metrics = torch.nn.ModuleDict()
         for split in ("val", "test"):
             for who in ("", "input_"):
@@ -142,6 +158,14 @@ class FaceModule(pl.LightningModule):
                     "stage 2 without --model.dictionary_ckpt: the dictionary is untrained (random codebook)"
                 )
             self.net.start_stage2()
+        if stage == "test" and (self.lpips is None or self.identity is None):
+            missing = [
+                n for n, m in (("LPIPS", self.lpips), ("identity distance", self.identity)) if m is None
+            ]
+            _note(
+                f"{' and '.join(missing)} not measured: pretrained weights cannot be downloaded here; pass "
+                "--model.lpips_weights / --model.identity_weights (local state dicts) to measure them"
+            )
         dm = self.trainer.datamodule if self.trainer is not None else None
         if dm is not None and hasattr(dm, "settings"):
             self._data_settings = dm.settings()
@@ -290,6 +314,13 @@ class FaceModule(pl.LightningModule):
 
             fig = side_by_side(batch["lq"][:6], out[:6], batch["hq"][:6], title=f"epoch {self.current_epoch}")
             log_figure(self.trainer, "val/side_by_side", fig)
+            if self.current_stage == 2:
+                from polyhead.face.explain import attention_explanation, plot_explanation
+
+                for site, expl in attention_explanation(self.net, batch["lq"][:1]).items():
+                    title = f"epoch {self.current_epoch}, fusion site {site}x{site}"
+                    fig = plot_explanation(batch["lq"][0], out[0], expl, title=title)
+                    log_figure(self.trainer, f"val/attention_site{site}", fig)
 
     def test_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         out = self._eval_batch("test", batch, batch_idx)
@@ -310,6 +341,12 @@ class FaceModule(pl.LightningModule):
 
             fig = side_by_side(lq[:8], out[:8], hq[:8], title="test")
             log_figure(self.trainer, "test/side_by_side", fig)
+        if self.lpips is not None:
+            self.lpips_mean.update(self.lpips(out, hq))
+            self.log("test/lpips", self.lpips_mean, on_epoch=True)
+        if self.identity is not None:
+            self.identity_mean.update(self.identity(out, hq))
+            self.log("test/identity_distance", self.identity_mean, on_epoch=True)
         n_left = self.hparams.landmark_images - self._lmd_done
         if n_left > 0:
             self._landmarks(out[:n_left], lq[:n_left], hq[:n_left])

@@ -146,6 +146,8 @@ class Restorer:
         hp = {k: v for k, v in (ckpt.get("hyper_parameters") or {}).items() if k in known}
         hp.pop("perceptual_weights", None)
         hp.pop("dictionary_ckpt", None)
+        hp.pop("lpips_weights", None)
+        hp.pop("identity_weights", None)
         module = FaceModule(**hp)
         module.on_load_checkpoint(ckpt)
         module.load_state_dict(ckpt["state_dict"], strict=False)

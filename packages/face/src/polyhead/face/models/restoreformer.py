@@ -70,20 +70,17 @@ class CrossFusion(nn.Module):
             self.merge.weight.zero_()
             self.merge.weight[:, :dim, 0, 0] = torch.eye(dim)
             self.merge.bias.zero_()
-        self.last_weights: Tensor | None = None
-        self.keep_weights = False
 
     def forward(self, h: Tensor, degraded: Tensor, context: Sequence[Tensor]) -> Tensor:
         B, C, H, W = h.shape
         q = self.q_proj(degraded).flatten(2).transpose(1, 2)  # (B, H*W, C)
         ctx = [p(c.flatten(2).transpose(1, 2)) for p, c in zip(self.ctx_proj, context, strict=True)]
         if self.multiscale:
-            out = self.attn(q, ctx, shape=(H, W), need_weights=self.keep_weights)
+            out = self.attn(q, ctx, shape=(H, W))
             fused = out.output
         else:
-            out = self.attn(q, torch.cat(ctx, 1), shape=(H, W), need_weights=self.keep_weights)
+            out = self.attn(q, torch.cat(ctx, 1), shape=(H, W))
             fused = q + out.output
-        self.last_weights = out.weights.detach() if out.weights is not None else None
         fused_map = fused.transpose(1, 2).reshape(B, C, H, W)
         return self.merge(torch.cat([h, fused_map], 1))
 
