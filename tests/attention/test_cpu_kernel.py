@@ -1,4 +1,5 @@
-"""The fused CPU attention kernel (``polyhead.attention.cpu``) against the float64 math oracle."""
+"""The fused CPU attention kernels (``polyhead.attention.cpu``: the AVX-512 one and the portable at::vec one,
+each test run on every kernel built here) against the float64 math oracle; the measured ``auto`` choice."""
 
 from __future__ import annotations
 
@@ -9,8 +10,18 @@ from polyhead.attention import cpu, functional
 from polyhead.attention.functional import attention, math_attention
 
 pytestmark = pytest.mark.skipif(
-    not cpu.available(), reason="fused CPU kernel not built here (needs AVX-512 and a C++ compiler)"
+    not cpu.available(), reason="fused CPU kernel not built here (needs a C++ compiler)"
 )
+
+
+REAL_CHOICE = cpu.choice
+
+
+@pytest.fixture(autouse=True, params=cpu.kernels() if cpu.available() else ["none"])
+def kernel(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Route backend="cpu" and auto through one built kernel (instead of the machine's measured choice)."""
+    monkeypatch.setattr(cpu, "choice", lambda: {"kernel": request.param, "max_keys": 128, "ms": {}})
+    return request.param
 
 
 def _heads(B: int, H: int, L: int, D: int, dtype: torch.dtype, layout: str) -> torch.Tensor:
@@ -150,3 +161,47 @@ def test_nan_and_inf_scores_give_nan_rows_like_torch() -> None:
     assert torch.equal(out.isnan(), ref.isnan()) and out[0, 1, 2].isnan().all() and out[1, 0, 4].isnan().all()
     ok = ~ref.isnan()
     torch.testing.assert_close(out.double()[ok], ref[ok], atol=1e-5, rtol=1e-5)
+
+
+def test_auto_choice_is_measured_once_and_cached(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    result = {"kernel": cpu.kernels()[-1], "max_keys": 64, "ms": {"39x8": {"math": 2.0}}}
+    monkeypatch.setattr(cpu, "measure", lambda: calls.append(1) or result)
+    monkeypatch.setattr(cpu, "CACHE", tmp_path / "polyhead" / "cpu_attention.json")
+    choose = REAL_CHOICE.__wrapped__  # the uncached function (cpu.choice is patched by the fixture)
+    assert choose() == result and calls == [1]
+    assert choose() == result and calls == [1]  # read from the cache file, not measured again
+    cached = __import__("json").loads(cpu.CACHE.read_text())
+    assert list(cached.values()) == [result] and cpu.capability() in next(iter(cached))
+
+
+def test_auto_keeps_the_unfused_path_where_no_kernel_is_faster(monkeypatch: pytest.MonkeyPatch) -> None:
+    q = torch.randn(4, 2, 39, 8)
+    assert (
+        functional.select_backend(
+            q, bias=None, mask=None, block_mask=None, need_weights=False, kv_len=39, kv_heads=2
+        )
+        == "cpu"
+    )
+    monkeypatch.setattr(cpu, "choice", lambda: {"kernel": None, "max_keys": 0, "ms": {}})
+    assert (
+        functional.select_backend(
+            q, bias=None, mask=None, block_mask=None, need_weights=False, kv_len=39, kv_heads=2
+        )
+        != "cpu"
+    )
+    monkeypatch.setattr(cpu, "choice", lambda: {"kernel": "portable", "max_keys": 39, "ms": {}})
+    q64 = torch.randn(4, 2, 64, 8)
+    assert (
+        functional.select_backend(
+            q64, bias=None, mask=None, block_mask=None, need_weights=False, kv_len=64, kv_heads=2
+        )
+        != "cpu"
+    )
+
+
+def test_portable_kernel_vector_width_matches_the_capability() -> None:
+    if "portable" not in cpu.kernels():
+        pytest.skip("portable kernel not built")
+    width = torch.ops.polyhead_cpu_portable.vector_width()
+    assert width == {"AVX512": 16, "AVX2": 8}.get(cpu.capability(), width)

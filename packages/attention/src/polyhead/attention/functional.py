@@ -7,7 +7,7 @@ Backends:
     ``flex``: FlexAttention with a ``BlockMask`` (GPU path for structured masks and biases; no backward
         on CPU).
     ``triton``: polyhead's own block-sparse kernels (CUDA only; see ``polyhead.attention.kernels``).
-    ``cpu``: polyhead's fused CPU kernel for many short sequences (AVX-512, float32/bfloat16; no mask,
+    ``cpu``: polyhead's fused CPU kernel for many short sequences (AVX-512 or portable, float32/bfloat16; no mask,
         bias, causal flag or GQA; see ``polyhead.attention.cpu``).
     ``auto``: the fastest backend that is correct for the device, dtype and features requested.
 
@@ -244,6 +244,13 @@ def _cpu_fused_ok(
     return cpu.available()
 
 
+def _cpu_fused_max_keys() -> int:
+    # Measured once per machine (polyhead.attention.cpu.choice): 0 where no fused kernel beats math/sdpa.
+    from polyhead.attention import cpu
+
+    return cpu.choice()["max_keys"]
+
+
 def select_backend(
     q: Tensor,
     *,
@@ -263,6 +270,7 @@ def select_backend(
         kv_len is not None
         and kv_len <= CPU_FUSED_MAX_KEYS
         and _cpu_fused_ok(q, bias=bias, mask=mask, block_mask=block_mask, causal=causal, kv_heads=kv_heads)
+        and kv_len <= _cpu_fused_max_keys()
     ):
         return "cpu"
     if (
@@ -341,7 +349,7 @@ def attention(
             raise ValueError(
                 "backend 'cpu' (fused short-sequence kernel) needs float32 or bfloat16 CPU tensors, no mask, bias, "
                 "block mask or causal flag, as many key/value heads as query heads, and the kernel built "
-                "(AVX-512 and a C++ compiler; polyhead.attention.cpu.available()); use 'math' or 'sdpa'"
+                "(a C++ compiler; polyhead.attention.cpu.available()); use 'math' or 'sdpa'"
             )
         from polyhead.attention import cpu
 
