@@ -30,9 +30,14 @@ Throughput is training rows per second of wall time in the fit call. ``--repeats
 the order of the trainers (round ``r`` seeds both with ``--seed + r``, so the rounds also give the
 seed-to-seed spread of the test AUC) and the median of the per-round ratios is reported (the load of a shared
 machine changes between runs). ``--threads`` sets torch's threads in both (on an oversubscribed
-machine 2 threads can be several times slower than 1). ``--precision bf16-mixed`` trains polyhead under CPU
-bf16 autocast (DeepCTR has no such option); ``--backend`` picks its attention backend (``auto``: the fused
-CPU kernel where it is built). Prints a table and writes JSON.
+machine 2 threads can be several times slower than 1). ``--precision auto`` (default) trains polyhead under
+CPU bf16 autocast only where the CPU has native bf16 arithmetic (AVX512-BF16 / AMX; elsewhere bf16 is
+emulated and slower than float32: 0.16x DeepCTR's rows/s on an AVX2 laptop), else float32; DeepCTR has no
+such option. ``--backend`` picks polyhead's attention backend (``auto``: the fused CPU kernel chosen for this
+machine, see ``polyhead.attention.cpu.choice``). ``--capability avx2`` runs both trainers with
+``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels and polyhead's portable kernel in their AVX2 builds:
+an AVX2-only machine emulated on an AVX-512 one). Every result records the capability the run found. Prints a
+table and writes JSON.
 
     uv run --group bench python pipelines/bench/ctr.py --steps '' --threads 1   # training only
 """
@@ -41,6 +46,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -87,6 +93,13 @@ def _encoded(cache: str) -> tuple:
     return enc, df
 
 
+def native_bf16() -> bool:
+    """Whether this CPU does bf16 arithmetic natively (oneDNN's check: AVX512-BF16 or AMX)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
     import lightning.pytorch as lp
     import torch
@@ -111,9 +124,12 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
         early_stop_patience=None,
         lr_patience=None,
     )
+    precision = opts["precision"]
+    if precision == "auto":
+        precision = "bf16-mixed" if native_bf16() else "32-true"
     trainer = lp.Trainer(
         max_epochs=epochs,
-        precision=opts["precision"],
+        precision=precision,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -124,7 +140,7 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
     )
     from polyhead.attention import cpu
 
-    cpu.available()  # the fused kernel is compiled once per machine (then cached): not part of training time
+    cpu.choice()  # kernels compiled and auto's choice measured once per machine (then cached): not training time
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=dm)
     seconds = time.perf_counter() - t0
@@ -135,8 +151,10 @@ def _train_polyhead(cache: str, epochs: int, opts: dict) -> dict:
         "fit_seconds": seconds,
         "rows_per_s": rows / seconds,
         "test_auc": auc,
-        "precision": opts["precision"],
+        "precision": precision,
         "attention_backend": opts["backend"],
+        "cpu_kernel": cpu.choice()["kernel"],
+        "capability": torch.backends.cpu.get_cpu_capability(),
         "threads": opts["threads"],
         "seed": opts["seed"],
     }
@@ -181,6 +199,7 @@ def _train_deepctr(cache: str, epochs: int, opts: dict) -> dict:
         "rows_per_s": train.height * epochs / seconds,
         "test_auc": float(roc_auc_score(test["label"].to_numpy(), pred)),
         "precision": "32-true",
+        "capability": torch.backends.cpu.get_cpu_capability(),
         "threads": opts["threads"],
         "seed": opts["seed"],
     }
@@ -227,8 +246,14 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument(
         "--precision",
-        default="32-true",
-        help="Lightning precision of the polyhead trainer (DeepCTR-Torch always trains in float32)",
+        default="auto",
+        help="Lightning precision of the polyhead trainer; auto: bf16-mixed only with native bf16 arithmetic "
+        "(DeepCTR-Torch always trains in float32)",
+    )
+    ap.add_argument(
+        "--capability",
+        default=None,
+        help="ATEN_CPU_CAPABILITY for the training subprocesses (e.g. avx2: emulate an AVX2-only CPU)",
     )
     ap.add_argument("--backend", default="auto", help="functional.attention backend of polyhead's mha")
     ap.add_argument("--threads", type=int, default=2, help="torch threads of each training subprocess")
@@ -301,6 +326,7 @@ def main() -> None:
             names = list(TRAINERS) if rnd % 2 == 0 else list(TRAINERS)[::-1]
             for name in names:
                 ropts = {**opts, "seed": ns.seed + rnd}
+                env = {**os.environ, **({"ATEN_CPU_CAPABILITY": ns.capability} if ns.capability else {})}
                 res = subprocess.run(
                     [
                         sys.executable,
@@ -313,6 +339,7 @@ def main() -> None:
                     ],
                     capture_output=True,
                     text=True,
+                    env=env,
                 )
                 if res.returncode != 0:
                     training.append(
@@ -323,14 +350,14 @@ def main() -> None:
         print(
             f"\nAutoInt training, {ns.train_rows} generated rows, {ns.epochs} epoch(s), {ns.threads} thread(s)"
         )
-        print(f"{'round':<6}{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}  precision")
+        print(f"{'round':<6}{'trainer':<24}{'fit s':>8}{'rows/s':>10}{'test AUC':>10}  precision, capability")
         for r in training:
             if "error" in r:
                 print(f"{r['round']:<6}{r['trainer']:<24}  error: {r['error']}")
             else:
                 print(
                     f"{r['round']:<6}{r['trainer']:<24}{r['fit_seconds']:>8.1f}{r['rows_per_s']:>10.0f}"
-                    f"{r['test_auc']:>10.4f}  {r['precision']}"
+                    f"{r['test_auc']:>10.4f}  {r['precision']}, {r['capability']}"
                 )
         baselines = {name: [] for name in TRAINERS if name != "polyhead AutoInt"}  # per-round ratios
         for rnd in range(ns.repeats):
