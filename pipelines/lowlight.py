@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-from polyhead.lowlight.pipeline import QUICK_ARGS, VARIANTS, run_variants, write_report
+from polyhead.lowlight.pipeline import QUICK_ARGS, VARIANTS, collect_results, run_variants, write_report
 
 
 def main() -> None:
@@ -27,7 +27,19 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=96)
     ap.add_argument("--detector", default="fcos", choices=["fcos", "retinanet", "faster_rcnn"])
     ap.add_argument("--out", default="runs/pipelines/lowlight")
+    ap.add_argument(
+        "--report-only", action="store_true", help="tabulate the finished runs under --out, train nothing"
+    )
     ns = ap.parse_args()
+    if ns.report_only:
+        print(
+            write_report(
+                collect_results(Path(ns.out), tuple(ns.variants)),
+                Path(ns.out) / "report.md",
+                "Low-light ablation",
+            )
+        )
+        return
     args = [*QUICK_ARGS, "--data.generated_train", str(ns.train), "--data.image_size", str(ns.image_size),
             "--model.detector", ns.detector]  # fmt: skip
     results = run_variants(Path(ns.out), variants=tuple(ns.variants), seeds=tuple(ns.seeds), common_args=args,

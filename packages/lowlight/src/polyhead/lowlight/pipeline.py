@@ -77,6 +77,25 @@ def run_variants(
     return results
 
 
+def collect_results(out_dir: Path, variants: tuple[str, ...] = tuple(VARIANTS)) -> dict[str, list[dict]]:
+    """The finished runs under ``out_dir`` (``lowlight/<variant>-seed<k>/<version>/metrics.json``), e.g. of
+    several ``run_variants`` processes that shared one root; the latest finished version per seed."""
+    import json
+
+    results: dict[str, list[dict]] = {}
+    for variant in variants:
+        runs = {}
+        for path in sorted(
+            Path(out_dir, "lowlight").glob(f"{variant}-seed*/*/metrics.json"), key=lambda p: p.stat().st_mtime
+        ):
+            seed = int(path.parent.parent.name.rsplit("-seed", 1)[1])
+            runs[seed] = {"seed": seed, "run_dir": str(path.parent), "wall_s": float("nan"),
+                          "metrics": json.loads(path.read_text())["metrics"]}  # fmt: skip
+        if runs:
+            results[variant] = [runs[k] for k in sorted(runs)]
+    return results
+
+
 def summarize(runs: list[dict], key: str) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for one seed) of ``key`` over seeds."""
     vals = [r["metrics"][key] for r in runs]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -203,6 +205,10 @@ def generate_scenes(
     marker = out / "settings.json"
     if marker.is_file() and json.loads(marker.read_text()) == settings:
         return out
+    # Written into a private folder and renamed into place, so that processes sharing a cache (several runs
+    # started at once) never read a half-written set.
+    final, out = out, out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(out, ignore_errors=True)
     log_lines = []
     for s_idx, (split, count) in enumerate(splits.items()):
         for sub in ("normal", "dark"):
@@ -224,5 +230,14 @@ def generate_scenes(
             DetectionSet(records, list(CLASSES)), out / "annotations" / f"{split}.json", out / "normal"
         )
     (out / "synthesis.jsonl").write_text("\n".join(log_lines) + "\n")
-    marker.write_text(json.dumps(settings, indent=1))
-    return out
+    (out / "settings.json").write_text(json.dumps(settings, indent=1))
+    if final.exists():  # another process finished first (same settings, same content), or an older set
+        if marker.is_file() and json.loads(marker.read_text()) == settings:
+            shutil.rmtree(out, ignore_errors=True)
+            return final
+        shutil.rmtree(final)
+    try:
+        os.rename(out, final)
+    except OSError:  # lost a race to an identical set
+        shutil.rmtree(out, ignore_errors=True)
+    return final
