@@ -570,6 +570,7 @@ def run_matrix(
         info["default_attention"] = rows[0].get("attention_variants") if rows else None
         payload["rows"].extend(rows)
     payload["wall_s"] = time.monotonic() - t0
+    payload["cells_wall_s"] = sum(r.get("wall_s", 0.0) for r in payload["rows"])
     with contextlib.suppress(OSError):
         payload["machine"]["loadavg_end"] = list(os.getloadavg())
     _atomic_write(out / "matrix.json", payload)
@@ -670,8 +671,9 @@ def render_markdown(payload: dict[str, Any]) -> str:
     lines = [
         f"# polyhead matrix: budget `{payload['budget']}`, {payload['seeds']} seed(s), device `{payload['device']}`",
         "",
-        f"Started {payload['started']}, {payload.get('wall_s', 0) / 60:.1f} min in all (cells reused from an earlier "
-        f"run count their original time in the cell JSON, not here). Machine: {m.get('host_cpus')} CPUs "
+        f"Started {payload['started']}; this invocation {payload.get('wall_s', 0) / 60:.1f} min, the cells' own "
+        f"wall time {payload.get('cells_wall_s', 0) / 60:.1f} min (reused cells count the time of the run that "
+        f"made them). Machine: {m.get('host_cpus')} CPUs "
         f"({m.get('cpu', '?')}), load average at start {_loads(m.get('loadavg_start'))}, at end "
         f"{_loads(m.get('loadavg_end'))}: timings are only comparable within one run.",
         "",
