@@ -95,8 +95,10 @@ class PointerData(pl.LightningDataModule):
         vocab: int = 16,
         batch_size: int = 64,
         seed: int = 0,
+        cache_dir: str | None = None,
     ) -> None:
         super().__init__()
+        self.cache_dir = cache_dir  # unused by the task; the CLI fills it (<run.root>/example/cache)
         if data_path is not None and not Path(data_path).is_file():
             raise FileNotFoundError(f"data.data_path: no such file: {data_path}")
         self.data_path = data_path

@@ -61,3 +61,34 @@ def test_attention_logger_writes_heatmaps(tmp_path: Path) -> None:
     assert cb.disabled_reason is None
     pngs = list((tmp_path / "media").glob("attention_attn_step*.png"))
     assert len(pngs) == 1 and pngs[0].stat().st_size > 1000
+
+
+class BuiltInSetup(pl.LightningModule):
+    """Builds its attention network in `setup` (as the ctr and speech modules do, from the data)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net: PointerModel | None = None
+
+    def setup(self, stage: str) -> None:
+        if self.net is None:
+            self.net = PointerModel(heads=2)
+
+    def training_step(self, batch, batch_idx):
+        return self.net.training_step(batch, batch_idx)
+
+    def validation_step(self, batch, batch_idx) -> None:
+        x, y = batch
+        self.log("val/loss", nn.functional.cross_entropy(self.net(x), y))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def test_attention_logger_finds_modules_built_in_setup(tmp_path: Path) -> None:
+    pytest.importorskip("polyhead.attention.analysis")
+    cb = AttentionMapLogger(max_heads=2)
+    _trainer(tmp_path, cb).fit(BuiltInSetup(), datamodule=PointerData(num_train=128, num_val=64))
+    assert cb.disabled_reason is None
+    pngs = list((tmp_path / "media").glob("attention_net.attn_step*.png"))
+    assert len(pngs) == 1 and pngs[0].stat().st_size > 1000

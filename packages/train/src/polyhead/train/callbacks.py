@@ -1,17 +1,19 @@
 """Callbacks shared by every polyhead domain.
 
 - :class:`ResumeCheckpoint`: keeps ``checkpoints/last.ckpt`` current (every N optimizer steps, at epoch
-  end, and at the step boundary after a SIGTERM/SIGINT), written atomically, so ``fit --ckpt_path last``
-  continues a killed run without losing finished steps.
+  end, and at the step boundary after a SIGTERM/SIGINT), written atomically (through
+  :class:`~polyhead.train.checkpoint_io.AtomicCheckpointIO`, which it installs on a plain trainer too), so
+  ``fit --ckpt_path last`` continues a killed run without losing finished steps. A model whose weights
+  went non-finite never replaces ``last.ckpt``.
 - :class:`LogLinesProgressBar`: plain, periodic log lines for non-TTY output (CI, log files).
 - :class:`AttentionMapLogger`: captures the attention maps of the first validation batch with
-  :func:`polyhead.attention.analysis.capture_attention` and logs per-head heatmaps.
+  :func:`polyhead.attention.analysis.capture_attention` and logs per-head heatmaps. It looks for attention
+  modules when validation starts, after the module's ``setup``/``configure_model`` built the network.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import sys
 import time
@@ -20,8 +22,11 @@ from typing import Any
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from polyhead.train.checkpoint_io import AtomicCheckpointIO
+from polyhead.train.guards import weights_finite
 from polyhead.train.media import log_figure
 
 log = logging.getLogger(__name__)
@@ -70,13 +75,28 @@ class ResumeCheckpoint(Callback):
             signal.signal(signal.SIGINT, self._old_handler)
             self._old_handler = None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        # The polyhead CLI installs AtomicCheckpointIO; a plain Trainer gets it here (only over Lightning's
+        # default IO, never over one the user chose).
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+            trainer.strategy.checkpoint_io = AtomicCheckpointIO()
+
     def save(self, trainer: pl.Trainer) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        finite = weights_finite(trainer.lightning_module)
+        if trainer.world_size > 1:  # sharded weights differ per rank: agree before the collective save
+            finite = trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            if trainer.is_global_zero:
+                print(
+                    f"polyhead: warning: weights are not finite at step {trainer.global_step}; "
+                    f"{self.path} not overwritten",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return
         if trainer.is_global_zero:
             self.dirpath.mkdir(parents=True, exist_ok=True)
-        trainer.save_checkpoint(tmp)  # collective: every rank calls it
-        if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+        trainer.save_checkpoint(self.path)  # collective; the checkpoint IO writes it atomically
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         stop = self._sigint
@@ -186,6 +206,7 @@ class AttentionMapLogger(Callback):
         self.disabled_reason: str | None = None
         self._ctx: Any = None
         self._store: Any = None
+        self._checked = False
 
     def _active(self, trainer: pl.Trainer, batch_idx: int) -> bool:
         return (
@@ -201,13 +222,19 @@ class AttentionMapLogger(Callback):
         print(f"polyhead: attention-map logging disabled: {reason}", file=sys.stderr, flush=True)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        from polyhead.attention.base import AttentionBase
-
         try:
             from polyhead.attention.analysis import capture_attention, plot_attention_heads  # noqa: F401
         except ImportError as err:
             self._disable(f"polyhead.attention.analysis is not available ({err})")
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Callbacks' `setup` runs before the module's, and domains build their network in `setup` (from the
+        # data's vocabulary/cardinalities) or `configure_model`: look for attention modules only now.
+        if self.disabled_reason is not None or self._checked:
             return
+        from polyhead.attention.base import AttentionBase
+
+        self._checked = True
         if not any(isinstance(m, AttentionBase) for m in pl_module.modules()):
             self._disable(f"{type(pl_module).__name__} has no polyhead.attention modules")
 

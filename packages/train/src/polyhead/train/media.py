@@ -8,6 +8,8 @@ from typing import Any
 
 import lightning.pytorch as pl
 
+from polyhead.train.atomic import write_atomic
+
 
 def run_dir(trainer: pl.Trainer) -> Path:
     """The run directory ``<root>/<domain>/<experiment>/<version>/`` of a trainer built by the polyhead CLI."""
@@ -30,7 +32,7 @@ def log_figure(trainer: pl.Trainer, key: str, fig: Any, *, close: bool = True) -
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("_")
         path = run_dir(trainer) / "media" / f"{safe}_step{trainer.global_step}.png"
         path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=100, bbox_inches="tight"))
         for lg in trainer.loggers:
             if isinstance(lg, WandbLogger):
                 lg.log_image(key=key, images=[str(path)], step=trainer.global_step)

@@ -3,6 +3,14 @@
 An offline run writes every record (config updates, history rows, summary, files) to
 ``wandb/offline-run-<time>-<id>/run-<id>.wandb``; this reader scans that log with W&B's own record
 reader so tests and reports can assert on exactly what was logged, without a server.
+
+A polyhead run directory holds several offline segments of one run id (one per process, and one per
+flush, see :mod:`polyhead.train.wandb_logger`). They are read in time order as one run; a value that a
+later segment logs again for the same key and ``trainer/global_step`` (the steps a killed process logged
+after its last checkpoint, which the resumed process trains and logs again) replaces the earlier one.
+
+W&B has no public API for reading offline runs: this uses its record reader
+(``wandb.sdk.internal.datastore``) and protobuf records (``wandb.proto``).
 """
 
 from __future__ import annotations
@@ -40,12 +48,35 @@ def _key(item: Any) -> str:
     return "/".join(item.nested_key) if item.nested_key else item.key
 
 
+_STEP = "trainer/global_step"
+
+
+def _merge_segment(history: list[dict[str, Any]], rows: list[dict[str, Any]]) -> None:
+    """Append a later segment's rows; its values replace the same (step, key) of earlier segments."""
+    later: dict[Any, set[str]] = {}
+    for row in rows:
+        if _STEP in row:
+            later.setdefault(row[_STEP], set()).update(k for k in row if not k.startswith("_") and k != _STEP)
+    if later:
+        kept = []
+        for row in history:
+            replaced = later.get(row.get(_STEP), set()) if _STEP in row else set()
+            if replaced:
+                row = {k: v for k, v in row.items() if k not in replaced}
+                if not any(not k.startswith("_") and k not in (_STEP, "epoch") for k in row):
+                    continue
+            kept.append(row)
+        history[:] = kept
+    history.extend(rows)
+
+
 def _read_file(path: Path, run: OfflineRun) -> None:
     from wandb.proto import wandb_internal_pb2 as pb
     from wandb.sdk.internal.datastore import DataStore
 
     ds = DataStore()
     ds.open_for_scan(str(path))
+    rows: list[dict[str, Any]] = []
     while True:
         data = ds.scan_data()
         if data is None:
@@ -54,7 +85,7 @@ def _read_file(path: Path, run: OfflineRun) -> None:
         rec.ParseFromString(data)
         kind = rec.WhichOneof("record_type")
         if kind == "history":
-            run.history.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
+            rows.append({_key(i): json.loads(i.value_json) for i in rec.history.item})
         elif kind == "config":
             for i in rec.config.update:
                 value = json.loads(i.value_json)
@@ -68,6 +99,7 @@ def _read_file(path: Path, run: OfflineRun) -> None:
                 run.summary.pop(_key(i), None)
         elif kind == "run" and not run.run_id:
             run.run_id = rec.run.run_id
+    _merge_segment(run.history, rows)
 
 
 def read_offline_run(path: str | Path) -> OfflineRun:
