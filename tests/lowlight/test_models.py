@@ -59,8 +59,12 @@ def test_featenhancer_attention_variants_by_config(name):
     fe = FeatEnHancer(channels=4, iterations=2, dim=16, num_heads=2, attention={"name": name})
     out, d = fe(torch.rand(1, 3, 64, 64), return_details=True)
     assert out.shape == (1, 3, 64, 64)
-    assert d["scale_weights"].shape == (1, 2, 3)
+    w = d["scale_weights"]
+    assert w.shape == (1, 2, 3)
+    torch.testing.assert_close(w.sum(-1), torch.ones(1, 2), atol=1e-5, rtol=0)
     assert fe.mode == ("self" if name == "halo" else "cross")
+    if name == "mha":  # each head distributes its own attention over the scales
+        assert not torch.allclose(w[0, 0], w[0, 1], atol=1e-4)
 
 
 def _targets(n):
