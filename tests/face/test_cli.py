@@ -48,3 +48,19 @@ def test_restore_without_a_model_is_one_line_exit_2(tmp_path, astronaut, capsys)
         main(["restore", str(astronaut), "--out", str(tmp_path / "o"), "--run-root", str(tmp_path)])
     assert e.value.code == 2
     assert "no trained model" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_predict_restores_a_folder_of_aligned_faces(tmp_path, astronaut):
+    import cv2
+
+    faces = tmp_path / "aligned"
+    faces.mkdir()
+    img = cv2.imread(str(astronaut))
+    cv2.imwrite(str(faces / "a.png"), img[60:190, 160:290])
+    (faces / "broken.png").write_bytes(b"")
+    _run(tmp_path, "fit", *TINY_MODEL, "--model.model", "unet", "--trainer.max_epochs", "1",
+         "--trainer.limit_train_batches", "1")  # fmt: skip
+    _run(tmp_path, "predict", "--data.predict_dir", str(faces), "--data.skip_bad", "true")
+    out = tmp_path / "face" / "default" / "version_0" / "predictions" / "a.png"
+    assert cv2.imread(str(out)).shape == (32, 32, 3)

@@ -18,6 +18,7 @@ own seeds) and their sampled parameters are written per image to ``<run dir>/deg
 
 from __future__ import annotations
 
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,20 @@ class PairedFaces(Dataset):
         return {"hq": t(self.hq[i]), "lq": t(self.lq[i]), "index": i, "params": {}}
 
 
+class AlignedFaces(Dataset):
+    """Aligned face images to restore with ``predict`` (no ground truth): ``{"lq", "index", "name"}``."""
+
+    def __init__(self, faces: np.ndarray, names: list[str]) -> None:
+        self.faces, self.names = faces, names
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        lq = torch.from_numpy(self.faces[i].astype(np.float32) / 255.0).permute(2, 0, 1)
+        return {"lq": lq, "index": i, "name": self.names[i]}
+
+
 class FaceDataModule(pl.LightningDataModule):
     """Faces -> ``(hq, lq)`` batches at the model's resolution.
 
@@ -134,6 +149,8 @@ class FaceDataModule(pl.LightningDataModule):
         degradation_seed: seed of the degradation model (val/test use derived seeds).
         degradation: overrides of :class:`~polyhead.face.data.degrade.DegradationConfig` (e.g.
             ``{downsample: [1, 4]}``).
+        predict_dir: folder of aligned face images to restore with ``predict`` (written to
+            ``<run dir>/predictions/``; whole photos go through ``polyhead-face restore`` instead).
         skip_bad: skip unreadable/empty/too small files (counted by reason; counts reach metrics.json)
             instead of stopping at the first.
         cache_dir: cache of rendered faces and decoded folders.
@@ -152,6 +169,7 @@ class FaceDataModule(pl.LightningDataModule):
         render_seed: int = 0,
         degradation_seed: int = 1,
         degradation: dict[str, Any] | None = None,
+        predict_dir: str | None = None,
         skip_bad: bool = False,
         cache_dir: str = "runs/face/cache",
         batch_size: int = 16,
@@ -173,7 +191,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.hq_dir, self.test_lq_dir, self.test_hq_dir = hq_dir, test_lq_dir, test_hq_dir
         self.num_train, self.num_val, self.num_test = num_train, num_val, num_test
         self.render_seed, self.degradation_seed = render_seed, degradation_seed
-        self.skip_bad, self.cache_dir = skip_bad, cache_dir
+        self.skip_bad, self.cache_dir, self.predict_dir = skip_bad, cache_dir, predict_dir
         self.batch_size, self.num_workers = batch_size, num_workers
         self.resolution: int | None = None
         self.skipped: Counter = Counter()
@@ -194,6 +212,15 @@ class FaceDataModule(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         R = self.resolution = self._resolution()
+        if stage == "predict":
+            if self.predict_dir is None:
+                raise ValueError("predict needs --data.predict_dir (a folder of aligned face images)")
+            arr = read_face_folder(self.predict_dir, R, recursive=False, skip_bad=self.skip_bad)
+            self.skipped.update(arr.skipped)
+            for line in arr.skipped_files:
+                print(f"polyhead-face: skipped {line}", file=sys.stderr)
+            self.datasets["predict"] = AlignedFaces(arr.images, arr.names)
+            return
         if self.hq_dir is not None:
             arr = read_face_folder(self.hq_dir, R, skip_bad=self.skip_bad, cache_dir=self.cache_dir)
             self.skipped.update(arr.skipped)
@@ -258,3 +285,6 @@ class FaceDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> Any:
         return self._loader("test", False)
+
+    def predict_dataloader(self) -> Any:
+        return self._loader("predict", False)

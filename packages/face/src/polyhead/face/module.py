@@ -351,6 +351,18 @@ class FaceModule(pl.LightningModule):
         if n_left > 0:
             self._landmarks(out[:n_left], lq[:n_left], hq[:n_left])
 
+    def predict_step(self, batch: dict[str, Any], batch_idx: int) -> list[str]:
+        """Restore aligned faces (``--data.predict_dir``) into ``<run dir>/predictions/<name>.png``."""
+        from polyhead.face.data.images import save_image
+
+        out = self.restore(batch["lq"])
+        d = run_dir(self.trainer) / "predictions"
+        written = []
+        for img, name in zip(out, batch["name"], strict=True):
+            u8 = (img.permute(1, 2, 0).float().cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            written.append(str(save_image(d / f"{Path(name).stem}.png", u8)))
+        return written
+
     def _landmarks(self, out: Tensor, lq: Tensor, hq: Tensor) -> None:
         from polyhead.face.landmarks import FaceMesh, landmark_distance
 

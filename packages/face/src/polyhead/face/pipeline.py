@@ -3,7 +3,7 @@
 Every model is trained with the same budget (epochs x batches) on the same rendered (SYNTHETIC) faces
 through the ``polyhead-face`` CLI and tested on held-out rendered faces degraded by the extending
 degradation model (:func:`polyhead.train.experiment.fit_test`); the degraded input is scored on the same
-test set in every run (``test/input_*``). ``run_quick`` is what ``polyhead demo`` runs: 64 px faces,
+test set in every run (``test/input_*``). ``run_quick`` is what ``polyhead demo`` runs: 32 px faces,
 narrow models, one seed, then the in-the-wild example (``polyhead-face restore`` on the real photos in
 ``shared/face`` and ``shared/cslr`` when present). ``pipelines/face.py`` runs the same steps over several
 seeds with a larger budget and writes the results table.
@@ -20,27 +20,14 @@ from polyhead.train.domains import AttentionSite, DemoRow, Domain
 MODELS = ("restoreformer", "unet")
 NAMES = {"restoreformer": "RestoreFormer++", "unet": "U-Net (no prior)", "degraded": "degraded input"}
 
-QUICK_DATA = [
-    "--data.num_train",
-    "512",
-    "--data.num_val",
-    "32",
-    "--data.num_test",
-    "128",
-    "--data.batch_size",
-    "16",
-]
+# Quick mode: 32 px rendered faces and narrow widths (2-core CPU budget); the same settings as the README's
+# results table (pipelines/face.py defaults).
+QUICK_DATA = ["--data.num_train", "512", "--data.num_val", "32", "--data.num_test", "128"]
 QUICK_MODEL = [
-    "--model.resolution",
-    "64",
-    "--model.channels",
-    "16",
-    "--model.num_codes",
-    "256",
-    "--model.landmark_images",
-    "48",
-]
-QUICK_EPOCHS, QUICK_STAGE1, QUICK_BATCHES = 6, 3, 24
+    "--model.resolution", "32", "--model.channels", "8", "--model.channel_mult", "[1, 2, 2]",
+    "--model.z_dim", "32", "--model.num_codes", "128",
+]  # fmt: skip
+QUICK_EPOCHS, QUICK_STAGE1, QUICK_BATCHES = 4, 2, 16
 
 
 def _repo_photos() -> list[Path]:
@@ -180,7 +167,7 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
         fit_args=fit,
     )
     rf, un = results[("restoreformer", 0)], results[("unet", 0)]
-    write_report(results, rf.run_dir / "report.md", "Face restoration quick run (64 px rendered faces)")
+    write_report(results, rf.run_dir / "report.md", "Face restoration quick run (32 px rendered faces)")
     photos = []
     best = rundir.best_checkpoint(rf.run_dir)
     if best is not None:
@@ -197,7 +184,7 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
         DemoRow(
             "face",
             "RestoreFormer++",
-            "rendered faces 64px (synthetic)",
+            "rendered faces 32px (synthetic)",
             "test PSNR dB",
             rf.metrics["test/psnr"],
             "U-Net (no prior)",
