@@ -95,7 +95,6 @@ class SpeechDataModule(pl.LightningDataModule):
                 + ("data.train_manifest" if train_manifest else "data.dev_manifest")
             )
         files = {"train": train_manifest, "dev": dev_manifest, "test": test_manifest}
-        audio = [(f"data.predict_audio[{i}]", a) for i, a in enumerate(predict_audio or [])]
         for k, v in [*((f"data.{s}_manifest", f) for s, f in files.items()), ("data.predict_manifest", predict_manifest)]:  # fmt: skip
             if v is not None and not Path(v).is_file():
                 raise FileNotFoundError(f"{k}: no such file: {v}")
@@ -108,7 +107,7 @@ class SpeechDataModule(pl.LightningDataModule):
         self.normalizer = TextNormalizer(text_language, numbers)  # raises on an invalid combination
         self.files = {s: f for s, f in files.items() if f is not None}
         self.common_voice = common_voice
-        self.predict_manifest, self.predict_audio, self._audio_keys = predict_manifest, predict_audio, audio
+        self.predict_manifest, self.predict_audio = predict_manifest, predict_audio
         self.task, self.cache_dir, self.num_utterances = task, Path(cache_dir), num_utterances
         self.seed, self.synth_workers = seed, synth_workers
         self.tokenizer_kind, self.bpe_vocab_size, self.n_mels = tokenizer, bpe_vocab_size, n_mels

@@ -153,11 +153,7 @@ class SpeechModule(pl.LightningModule):
         values = {f"{split}/utterances_total": total, f"{split}/utterances_scored": self._scored[split],
                   f"{split}/skipped_total": skipped,
                   **{f"{split}/skipped/{reason_key(r)}": n for r, n in reasons.items()}}  # fmt: skip
-        return {
-            "line": line,
-            "values": values,
-            "examples": [w for w, _ in self._load_skips.get(stage_split, {}).values()],
-        }
+        return {"line": line, "values": values}
 
     # ---- training ----------------------------------------------------------------------------------------
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor | None:

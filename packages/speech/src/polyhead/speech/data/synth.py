@@ -1,12 +1,12 @@
 """The embedded default corpora: synthesised speech from espeak-ng and flite, with unseen test voices.
 
 Two tasks: ``sentences`` (the default corpus: open-vocabulary sentences from
-:class:`polyhead.speech.text.BigramText`, 12 voices) and ``digits`` (connected digit strings from
-:class:`polyhead.speech.text.DigitText`, spoken by :data:`DIGIT_VOICES`: 4 flite voices and 7 espeak-ng
-English dialects x 5 voice variants; the quick task of ``polyhead demo``). Each utterance is spoken by one voice of two
-engines (flite's distinct voices ``awb``, ``rms``, ``slt``, ``kal16``; espeak-ng variants of US, British and
-Scottish English with male and female voice settings), at a random rate (espeak-ng 130-200 words/min,
-flite duration stretch 0.8-1.25) and pitch (espeak-ng 25-75), resampled to 16 kHz, with white or pink noise
+:class:`polyhead.speech.text.BigramText`, the 12 :data:`VOICES`: flite ``awb``, ``rms``, ``slt``, ``kal16``
+and espeak-ng US, British and Scottish variants) and ``digits`` (connected digit strings from
+:class:`polyhead.speech.text.DigitText`, the 38 :data:`DIGIT_VOICES`: the 4 flite voices and 7 espeak-ng
+English dialects x 5 voice variants, engine drawn first; the quick task of ``polyhead demo``). Each
+utterance is spoken by one voice at a random rate (espeak-ng 140-200 words/min, flite duration stretch
+0.87-1.25) and pitch (espeak-ng 25-75), resampled to 16 kHz, with white or pink noise
 at 10-40 dB SNR on half of the utterances. The ``test_voices`` never appear in train or dev, so test WER
 measures generalisation to unseen speakers. Synthesis runs in a thread pool over engine subprocesses, and
 the corpus is cached in a folder keyed by a hash of its settings.
