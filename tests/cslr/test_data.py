@@ -22,14 +22,14 @@ from polyhead.cslr.data.isharah import (
 from polyhead.cslr.data.layout import BODY, LEFT_HAND, LIPS, NUM_POINTS, RIGHT_HAND, bones
 from polyhead.cslr.data.transforms import (
     Augmentation,
-    crop_or_pad,
     fill_missing,
-    frame_drop,
+    frame_keep,
     normalize_parts,
     preprocess,
+    resample,
     rotate,
     scale,
-    time_warp,
+    warp_times,
 )
 from polyhead.cslr.data.vocab import GlossVocabulary
 
@@ -231,14 +231,16 @@ def test_rotation_keeps_bone_lengths_and_scale_multiplies_them() -> None:
 def test_temporal_transforms() -> None:
     rng = np.random.default_rng(3)
     x = np.cumsum(rng.normal(size=(40, NUM_POINTS, 2)), axis=0)
-    w = time_warp(x, rng)
+    t = warp_times(40, rng, 0.2)
+    w = resample(x, t)
     assert 30 <= w.shape[0] <= 52 and np.allclose(w[0], x[0]) and np.allclose(w[-1], x[-1])
-    d = frame_drop(x, rng, p=0.5)
-    assert 1 <= d.shape[0] < 40 and np.array_equal(d[0], x[0])
-    c, n = crop_or_pad(x, 16, rng)
-    assert c.shape[0] == 16 and n == 16
-    p, n = crop_or_pad(x[:5], 16)
-    assert p.shape[0] == 16 and n == 5 and (p[5:] == 0).all()
+    mid = (x[7] + x[8]) / 2
+    np.testing.assert_allclose(resample(x, np.array([7.5]))[0], mid)
+    m = rng.random((40, NUM_POINTS)) > 0.3
+    wm = resample(m, np.array([7.5, 3.0]))
+    assert wm.dtype == bool and (wm[0] == (m[7] & m[8])).all() and (wm[1] == m[3]).all()
+    keep = frame_keep(40, rng, 0.5)
+    assert keep[0] and 1 <= keep.sum() < 40
 
 
 def test_vocabulary_round_trip(tmp_path: Path) -> None:

@@ -154,44 +154,27 @@ def drop_missing(kp: np.ndarray, rng: np.random.Generator, aug: Augmentation) ->
     return kp
 
 
-def time_warp(x: np.ndarray, rng: np.random.Generator, max_speed: float = 0.2) -> np.ndarray:
-    """Resample in time with a random constant speed in ``[1 - max_speed, 1 + max_speed]`` (linear).
-
-    Boolean arrays (masks) are resampled too: a frame is set where both neighbours are.
-    """
-    T = x.shape[0]
+def warp_times(T: int, rng: np.random.Generator, max_speed: float = 0.2) -> np.ndarray:
+    """Time warp: sample times for a random constant speed in ``[1 - max_speed, 1 + max_speed]``."""
     new_T = max(2, int(np.rint(T / rng.uniform(1 - max_speed, 1 + max_speed))))
-    return resample(x, np.linspace(0, T - 1, new_T))
+    return np.linspace(0, T - 1, new_T)
 
 
 def resample(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``x`` at fractional times ``t`` (linear); a boolean mask is set where both neighbours are."""
     lo = np.floor(t).astype(int)
-    hi = np.minimum(lo + 1, x.shape[0] - 1)
+    hi = np.minimum(np.ceil(t).astype(int), x.shape[0] - 1)  # == lo at whole times: one neighbour only
     if x.dtype == bool:
         return x[lo] & x[hi]
     w = (t - lo).reshape(-1, *([1] * (x.ndim - 1))).astype(x.dtype)
     return x[lo] * (1 - w) + x[hi] * w
 
 
-def frame_drop(x: np.ndarray, rng: np.random.Generator, p: float = 0.1) -> np.ndarray:
-    keep = frame_keep(x.shape[0], rng, p)
-    return x[keep]
-
-
 def frame_keep(T: int, rng: np.random.Generator, p: float) -> np.ndarray:
+    """Frame drop: which of ``T`` frames to keep, each dropped with probability ``p`` (never the first)."""
     keep = rng.random(T) >= p
     keep[0] = True
     return keep
-
-
-def crop_or_pad(x: np.ndarray, length: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
-    """Random (or centred) crop to ``length`` frames, or zero-pad; returns ``(array, valid_length)``."""
-    T = x.shape[0]
-    if length <= T:
-        start = int(rng.integers(0, T - length + 1)) if rng is not None else (T - length) // 2
-        return x[start : start + length], length
-    pad = np.zeros((length - T, *x.shape[1:]), dtype=x.dtype)
-    return np.concatenate([x, pad]), T
 
 
 def preprocess(
@@ -215,8 +198,7 @@ def preprocess(
     if train:
         keep = frame_keep(x.shape[0], rng, aug.frame_drop)
         x, observed = x[keep], observed[keep]
-        T = x.shape[0]
-        t = np.linspace(0, T - 1, max(2, int(np.rint(T / rng.uniform(1 - aug.time_warp, 1 + aug.time_warp)))))
+        t = warp_times(x.shape[0], rng, aug.time_warp)
         x, observed = resample(x, t), resample(observed, t)
         x = rotate(x, np.deg2rad(rng.uniform(-aug.rotation_deg, aug.rotation_deg)), present)
         x = scale(x, rng.uniform(1 - aug.scale, 1 + aug.scale), present)
