@@ -12,6 +12,7 @@ from polyhead.train.cli import PolyheadConfigError
 
 
 def generate_command(argv: list[str]) -> int:
+    """Write a generated Criteo-format TSV (the embedded default data)."""
     ap = argparse.ArgumentParser(
         prog="polyhead-ctr generate", description="write a generated Criteo-format TSV"
     )
@@ -22,6 +23,13 @@ def generate_command(argv: list[str]) -> int:
     path = generate_criteo(ns.out, ns.rows, seed=ns.seed)
     print(f"wrote {ns.rows} rows to {path}")
     return 0
+
+
+def _export(argv: list[str]) -> int:
+    """Export a checkpoint as ONNX with its feature encoder (model.onnx, encoder.json, data_spec.json)."""
+    from polyhead.ctr.export import export_command  # torch.onnx is imported only for this command
+
+    return export_command(argv)
 
 
 def take_threads(argv: list[str]) -> tuple[list[str], int | None]:
@@ -60,6 +68,6 @@ def main(args: list[str] | None = None) -> None:
         monitor="val/auc",
         mode="max",
         trainer_defaults={"max_epochs": 3, "log_every_n_steps": 20},
-        extra_commands={"generate": generate_command},
+        extra_commands={"generate": generate_command, "export": _export},
         args=argv,
     )
