@@ -15,7 +15,6 @@ pycocotools backend, boxes in the original image pixels.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -231,7 +230,3 @@ class LowLightModule(pl.LightningModule):
             pct_start=0.15,
         )  # fmt: skip
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
-
-
-def read_metrics(run: Path) -> dict[str, float]:
-    return json.loads((Path(run) / "metrics.json").read_text())["metrics"]
