@@ -107,3 +107,13 @@ def test_skip_bad_counts_reach_metrics(tmp_path):
         (tmp_path / "runs" / "lowlight" / "default" / "version_0" / "metrics.json").read_text()
     )
     assert metrics["metrics"]["test/skipped_box_outside"] == 1.0
+
+
+def test_domain_entry_point_declares_the_fusion_site():
+    from polyhead.lowlight.pipeline import DOMAIN, VARIANTS
+
+    assert DOMAIN.name == "lowlight" and DOMAIN.metric == "test/map" and DOMAIN.higher_is_better
+    assert [s.kind for s in DOMAIN.sites] == ["cross"] and DOMAIN.sites[0].config_key == "model.attention"
+    assert set(DOMAIN.matrix_args) == {"tiny", "quick", "full"}
+    assert set(VARIANTS) == {"detector", "zero_dce", "featenhancer", "normal_light"}
+    assert VARIANTS["normal_light"][-2:] == ["--data.light", "normal"]

@@ -136,10 +136,10 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
     fe, base = results["featenhancer"][0], results["detector"][0]
     holds = fe["metrics"]["test/map"] > base["metrics"]["test/map"]
     note = (
-        ""
-        if holds
-        else "FeatEnHancer did not beat the detector alone at this tiny budget (see the README's ablation)"
+        "100 CPU steps from scratch: every mAP is about 0.01, an early-training comparison (README: ablation)"
     )
+    if not holds:
+        note += "; FeatEnHancer did not beat the detector alone in this run"
     return [
         DemoRow(
             "lowlight",
