@@ -94,9 +94,12 @@ def _encoded(cache: str) -> tuple:
 
 
 def native_bf16() -> bool:
-    """Whether this CPU does bf16 arithmetic natively (oneDNN's check: AVX512-BF16 or AMX)."""
+    """Whether this CPU does bf16 arithmetic natively (oneDNN's check: AVX512-BF16 or AMX), as PyTorch is told
+    to use it: an emulated AVX2 capability (``--capability avx2``) has none."""
     import torch
 
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX512", "SVE256"):
+        return False
     return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
@@ -326,7 +329,9 @@ def main() -> None:
             names = list(TRAINERS) if rnd % 2 == 0 else list(TRAINERS)[::-1]
             for name in names:
                 ropts = {**opts, "seed": ns.seed + rnd}
-                env = {**os.environ, **({"ATEN_CPU_CAPABILITY": ns.capability} if ns.capability else {})}
+                env = dict(os.environ)
+                if ns.capability:  # ATen's kernels and oneDNN's (the linear layers) both limited to it
+                    env.update(ATEN_CPU_CAPABILITY=ns.capability, ONEDNN_MAX_CPU_ISA=ns.capability.upper())
                 res = subprocess.run(
                     [
                         sys.executable,

@@ -429,7 +429,8 @@ def read_raw(path: str | Path, spec: DatasetSpec, *, require_label: bool = True)
     elif spec.format == "tsv":
         res = read_delimited(p, spec, separator="\t", header=True, require_label=require_label)
     elif spec.format == "parquet":
-        check_text_file(p) if p.stat().st_size == 0 else None
+        if p.stat().st_size == 0:
+            raise MalformedLineError(f"{p}: the file is empty (0 bytes); expected a Parquet file")
         return read_parquet(p, spec, require_label=require_label)
     else:
         raise ValueError(f"unknown CTR format {spec.format!r}; expected criteo, avazu, csv, tsv or parquet")
