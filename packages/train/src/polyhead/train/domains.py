@@ -95,8 +95,10 @@ class Domain:
         cli: the domain's CLI entry point, ``main(args: list[str])`` (for the matrix).
         metric: the main test metric, a key of metrics.json's ``metrics`` (e.g. ``test/auc``).
         higher_is_better: direction of ``metric``.
-        matrix_args: per budget (``tiny``, ``quick``, ``full``), the fit arguments that train the quick
-            model; the matrix adds the run options and one ``--<site.config_key>`` per site.
+        matrix_args: per budget (``tiny``, ``quick``, ``full``), the arguments that train and test the
+            quick model, passed to both ``fit`` and ``test`` (a checkpoint restores only the model's settings,
+            so data settings must reach ``test`` too); the matrix adds the run options and one
+            ``--<site.config_key>`` per site.
     """
 
     name: str
