@@ -205,3 +205,18 @@ def test_portable_kernel_vector_width_matches_the_capability() -> None:
         pytest.skip("portable kernel not built")
     width = torch.ops.polyhead_cpu_portable.vector_width()
     assert width == {"AVX512": 16, "AVX2": 8}.get(cpu.capability(), width)
+
+
+@pytest.mark.parametrize("mode", ["no_grad", "inference_mode"])
+def test_probe_times_forward_and_backward_under_no_grad_callers(mode: str) -> None:
+    # The first auto dispatch can come from a validation or predict step; the probe must still run there.
+    calls = []
+
+    def fn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        calls.append(q.requires_grad)
+        return math_attention(q, k, v)[0]
+
+    ctx = torch.no_grad() if mode == "no_grad" else torch.inference_mode()
+    with ctx:
+        ms = cpu._time_ms(fn, (2, 2, 16, 8), iters=1)
+    assert ms > 0 and calls == [True, True]

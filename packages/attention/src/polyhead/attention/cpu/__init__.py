@@ -163,6 +163,13 @@ def _fingerprint() -> str:
 
 
 def _time_ms(fn, shape: tuple[int, int, int, int], iters: int = 3) -> float:
+    # The first `auto` dispatch may come from a validation step or a prediction (no_grad/inference mode):
+    # the probe times forward + backward, so it needs autograd whatever the caller's mode.
+    with torch.inference_mode(False), torch.enable_grad():
+        return _time_fwd_bwd_ms(fn, shape, iters)
+
+
+def _time_fwd_bwd_ms(fn, shape: tuple[int, int, int, int], iters: int) -> float:
     B, H, L, D = shape
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(B, L, H, D, generator=g).transpose(1, 2).requires_grad_() for _ in range(3))
