@@ -71,6 +71,10 @@ def _finite(ckpt: Path) -> bool:
 def _run_script(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(HERE), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("POLYHEAD_RUN_DIR", None)
+    # W&B exports its service address into the pytest worker's environment once any in-process test used
+    # W&B; child CLIs would then share that service, which keeps a SIGKILLed child's run id registered
+    # ("run ID ... is in use" for the resumed run). A user's shell starts each CLI with its own service.
+    env.pop("WANDB_SERVICE", None)
     return subprocess.run(
         [sys.executable, str(HERE / "example_task.py"), *args],
         capture_output=True,

@@ -31,25 +31,6 @@ class PolyheadWandbLogger(WandbLogger):
     """``WandbLogger`` whose run can be finished and continued (same id) mid-training."""
 
     segments = 1
-    #: How long a new segment waits for W&B to release the run id (seconds).
-    id_release_timeout_s = 120.0
-
-    @property
-    def experiment(self) -> Any:
-        """The W&B run, started on first use; waits while W&B still holds the run id.
-
-        After a SIGKILL, the killed process's W&B service can hold the run id for a while (it notices its
-        parent's death by polling); a resumed run started meanwhile is refused with "run ID ... is in use".
-        """
-        deadline = time.monotonic() + self.id_release_timeout_s
-        while True:
-            try:
-                return WandbLogger.experiment.fget(self)  # type: ignore[attr-defined]
-            except Exception as err:
-                if "is in use" not in str(err) or time.monotonic() > deadline:
-                    raise
-                self._experiment = None
-                time.sleep(1.0)
 
     def flush_segment(self) -> None:
         """Finish the current run (its files become complete) and continue in a new segment, same id.
