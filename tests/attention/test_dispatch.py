@@ -64,3 +64,142 @@ def test_half_precision_auto_matches_the_float64_reference(
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast: float32 inputs, bf16 products
         out_ac = attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask=mask)
     torch.testing.assert_close(out_ac.double(), ref, atol=3e-2, rtol=3e-2)
+
+
+# ---- CUDA block masks: the measured rule (kernel vs FlexAttention) --------------------------------------
+
+# The H200 figures of issue 22 (ms, B 1, H 16, D 64, bf16; the kernel with 16-row backward slices), as a
+# fixed table: the rule's mechanics are tested against it whatever measured.json holds later.
+SEED = {
+    "tables": [
+        {
+            "device": "NVIDIA H200",
+            "capability": [9, 0],
+            "rows": [
+                {"L": 4096, "pattern": "dense-causal", "block_density": 0.5156, "per_head": False,
+                 "ms": {"fwd": {"triton": 0.23, "flex": 0.14, "sdpa": 0.19},
+                        "fwd_bwd": {"triton": 2.21, "flex": 0.52, "sdpa": 0.64}}},
+                {"L": 4096, "pattern": "s2-stride4", "block_density": 0.3032, "per_head": True,
+                 "ms": {"fwd": {"triton": 0.13, "flex": 0.16}, "fwd_bwd": {"triton": 0.91, "flex": 0.52}}},
+                {"L": 16384, "pattern": "s2-stride16", "block_density": 0.0833, "per_head": True,
+                 "ms": {"fwd": {"triton": 0.28, "flex": 0.50}, "fwd_bwd": {"triton": 3.61, "flex": 1.90}}},
+                {"L": 16384, "pattern": "window+sinks", "block_density": 0.0826, "per_head": False,
+                 "ms": {"fwd": {"triton": 0.43, "flex": 0.28}, "fwd_bwd": {"triton": 5.54, "flex": 1.45}}},
+            ],
+        }
+    ]
+}  # fmt: skip
+for _row in SEED["tables"][0]["rows"]:
+    _row.update(head_dim=64, dtype="bf16", key_padding=False)
+
+
+def _s2_block_mask(L: int, H: int, stride: int, block: int = 128):
+    """A FlexAttention BlockMask of the benchmark's S2 pattern (64-token S2 blocks) at 128 x 128 blocks."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    from polyhead.attention.variants.s2 import s2_block_mask
+
+    n = L // 64
+    fine = s2_block_mask(H, n, n, local_blocks=4, vert_stride=stride, head_step=1, causal=True)
+    coarse = fine.view(H, n // 2, 2, n // 2, 2).any(4).any(2)[None]  # (1, H, nq, nk) at 128
+    num = coarse.sum(-1).to(torch.int32)
+    idx = torch.argsort((~coarse).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=block, seq_lengths=(L, L))
+
+
+def _causal_block_mask(L: int, block: int = 128):
+    from torch.nn.attention.flex_attention import BlockMask
+
+    n = L // block
+    coarse = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
+    num = coarse.sum(-1).to(torch.int32)
+    idx = torch.argsort((~coarse).to(torch.int8), dim=-1, stable=True).to(torch.int32)
+    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=block, seq_lengths=(L, L))
+
+
+def _choice(q, block_mask, *, grad, device=("NVIDIA H200", (9, 0)), triton_ok=True, bias=None, mask=None,
+            kv_heads=None, table=SEED):  # fmt: skip
+    return functional._cuda_block_mask_backend(
+        q, bias=bias, mask=mask, block_mask=block_mask, kv_len=q.shape[2],
+        kv_heads=q.shape[1] if kv_heads is None else kv_heads, requires_grad=grad, triton_ok=triton_ok,
+        device_name=device[0], capability=device[1], table=table,
+    )  # fmt: skip
+
+
+def test_block_mask_features_of_a_flex_block_mask() -> None:
+    from polyhead.attention.kernels import measured
+
+    f = measured.block_mask_features(_s2_block_mask(4096, 16, 4))
+    assert f["per_head"] and abs(f["block_density"] - 0.3032) < 1e-3
+    f = measured.block_mask_features(_causal_block_mask(4096))
+    assert not f["per_head"] and abs(f["block_density"] - 33 / 64) < 1e-6
+
+
+def test_measured_rule_on_the_h200_figures() -> None:
+    q = torch.randn(1, 16, 4096, 64, dtype=torch.bfloat16)
+    s2, causal = _s2_block_mask(4096, 16, 4), _causal_block_mask(4096)
+    # today's kernel: forward only -> the kernel on S2 (0.13 vs 0.16 ms), training -> FlexAttention
+    assert _choice(q, s2, grad=False) == "triton"
+    assert _choice(q, s2, grad=True) == "flex"
+    assert _choice(q, causal, grad=False) == "flex" and _choice(q, causal, grad=True) == "flex"
+    # the same SM (H100: capability 9.0) uses the H200's figures; an A100 has none: the default
+    assert _choice(q, s2, grad=False, device=("NVIDIA H100 80GB HBM3", (9, 0))) == "triton"
+    assert _choice(q, s2, grad=False, device=("NVIDIA A100-SXM4-80GB", (8, 0))) == "flex"
+    # what no row describes goes to FlexAttention: other dtype, head dim, length, bias, key padding, GQA
+    assert _choice(q.half(), s2, grad=False) == "flex"
+    assert _choice(q[..., :32], s2, grad=False) == "flex"
+    q1k = torch.randn(1, 16, 1024, 64, dtype=torch.bfloat16)
+    assert _choice(q1k, _s2_block_mask(1024, 16, 4), grad=False) == "flex"
+    assert _choice(q, s2, grad=False, bias=torch.zeros(1, 16, 1, 4096)) == "flex"
+    assert _choice(q, s2, grad=False, mask=torch.ones(1, 4096, dtype=torch.bool)) == "flex"
+    assert _choice(q, s2, grad=False, kv_heads=4) == "flex"
+    # a kernel the inputs do not fit never gets the call
+    assert _choice(q, s2, grad=False, triton_ok=False) == "flex"
+    # S2 at 16k and stride 16 (density 0.083, per head) is told apart from window + sinks (0.083, shared)
+    q16 = torch.randn(1, 16, 16384, 64, dtype=torch.bfloat16)
+    assert _choice(q16, _s2_block_mask(16384, 16, 16), grad=False) == "triton"
+
+
+def test_tiled_layouts_stay_on_the_kernel_or_the_oracle() -> None:
+    from polyhead.attention.layouts import tiled_layout_from_pattern
+
+    q = torch.randn(1, 2, 32, 16)
+    lay = tiled_layout_from_pattern(torch.ones(1, 2, 32, 32, dtype=torch.bool).tril(), 16, 16)
+    assert _choice(q, lay, grad=True) == "triton"
+    assert _choice(q, lay, grad=False, triton_ok=False) == "math"
+
+
+def test_the_shipped_table_drives_the_rule() -> None:
+    """Every row of measured.json, asked about itself, gets its fastest backend, in both modes."""
+    from polyhead.attention.kernels import measured
+
+    table = measured.load_table()
+    assert table["tables"], "measured.json holds no device"
+    for t in table["tables"]:
+        assert {"device", "capability", "date", "command", "rows"} <= set(t)
+        for row in t["rows"]:
+            feats = {"S": row["L"], "bias": False, "gqa": False, **row}
+            for grad, mode in ((False, "fwd"), (True, "fwd_bwd")):
+                ms = {b: v for b, v in row["ms"][mode].items() if b in ("triton", "flex")}
+                got = measured.choose(
+                    feats, grad=grad, candidates=("triton", "flex"), device_name=t["device"],
+                    capability=tuple(t["capability"]), table=table,
+                )  # fmt: skip
+                assert got == min(ms, key=ms.get), (t["device"], row["pattern"], row["L"], mode)
+                # auto is never slower than the best measured backend by more than 10 %
+                assert ms[got] <= 1.1 * min(row["ms"][mode].values()) or "sdpa" in row["ms"][mode]
+
+
+def test_auto_tells_select_backend_whether_gradients_are_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    real = functional.select_backend
+    monkeypatch.setattr(
+        functional, "select_backend", lambda *a, **kw: seen.append(kw["requires_grad"]) or real(*a, **kw)
+    )
+    q = torch.randn(1, 2, 8, 16)
+    k = torch.randn(1, 2, 8, 16, requires_grad=True)
+    attention(q, k, k)
+    with torch.no_grad():
+        attention(q, k, k)
+    attention(q, k.detach(), k.detach())
+    assert seen == [True, False, False]

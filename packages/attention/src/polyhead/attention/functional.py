@@ -251,6 +251,50 @@ def _cpu_fused_max_keys() -> int:
     return cpu.choice()["max_keys"]
 
 
+def _cuda_block_mask_backend(
+    q: Tensor,
+    *,
+    bias: Tensor | None,
+    mask: Tensor | None,
+    block_mask: Any,
+    kv_len: int,
+    kv_heads: int,
+    requires_grad: bool,
+    triton_ok: bool,
+    device_name: str,
+    capability: tuple[int, int],
+    table: dict | None = None,
+) -> str:
+    """``triton``, ``flex`` or ``math`` for a block-mask call on a CUDA device (device given, so CPU tests can
+    ask about any device)."""
+    if _is_tiled_layout(block_mask):
+        # a kernel TiledLayout is not a FlexAttention BlockMask: without the kernel only the oracle serves it
+        return "triton" if triton_ok else "math"
+    if not triton_ok:
+        return "flex"
+    from polyhead.attention.kernels import measured
+
+    feats = measured.call_features(
+        q,
+        kv_len=kv_len,
+        kv_heads=kv_heads,
+        block_mask=block_mask,
+        key_padding=mask is not None,
+        bias=bias is not None,
+    )
+    best = measured.choose(
+        feats,
+        grad=requires_grad,
+        candidates=("triton", "flex"),
+        device_name=device_name,
+        capability=tuple(capability),
+        table=table,
+    )
+    # No measured row fits (another device, pattern, dtype, feature set): FlexAttention, the conservative
+    # default (the kernel's backward measured up to 11x slower than FlexAttention's; its forward at most 2x faster).
+    return best or "flex"
+
+
 def select_backend(
     q: Tensor,
     *,
@@ -261,9 +305,16 @@ def select_backend(
     kv_len: int | None = None,
     causal: bool = False,
     kv_heads: int | None = None,
+    requires_grad: bool | None = None,
 ) -> str:
     """The backend ``auto`` resolves to for these inputs (``kv_len``: the number of keys S; ``kv_heads``:
-    key/value heads)."""
+    key/value heads; ``requires_grad``: whether this call's backward will run, ``None`` = autograd is on
+    and ``q`` requires grad).
+
+    A FlexAttention ``BlockMask`` on CUDA goes to the Triton kernel only where the measured table
+    (``polyhead.attention.kernels.measured``) says it is faster for this call's mode (forward only or forward
+    + backward); otherwise, and for devices and patterns the table does not describe, to FlexAttention.
+    """
     if need_weights:
         return "math"
     if (
@@ -283,8 +334,21 @@ def select_backend(
         return "math"
     # The Triton kernel only where it skips blocks: on an H100 (bf16, L 4k-16k) SDPA beat it on dense inputs,
     # with or without key padding and bias (forward 1.2-5x, forward + backward 4-10x; packages/attention/KERNELS.md).
-    if block_mask is not None and q.is_cuda and _triton_supported(q, bias, block_mask, mask):
-        return "triton"
+    if block_mask is not None and q.is_cuda:
+        if requires_grad is None:
+            requires_grad = torch.is_grad_enabled() and q.requires_grad
+        return _cuda_block_mask_backend(
+            q,
+            bias=bias,
+            mask=mask,
+            block_mask=block_mask,
+            kv_len=q.shape[2] if kv_len is None else kv_len,
+            kv_heads=q.shape[1] if kv_heads is None else kv_heads,
+            requires_grad=requires_grad,
+            triton_ok=_triton_supported(q, bias, block_mask, mask),
+            device_name=torch.cuda.get_device_name(q.device),
+            capability=torch.cuda.get_device_capability(q.device),
+        )
     if block_mask is not None:
         # FlexAttention has no backward on CPU; the math oracle is the correct CPU fallback. A kernel
         # TiledLayout is not a FlexAttention BlockMask: without the kernel, only the oracle can serve it.
@@ -321,6 +385,8 @@ def attention(
             kv_len=k.shape[2],
             causal=causal,
             kv_heads=k.shape[1],
+            requires_grad=torch.is_grad_enabled()
+            and any(t is not None and t.requires_grad for t in (q, k, v, bias)),
         )
         if backend == "triton" and not (q.dtype == k.dtype == v.dtype):
             # Mixed dtypes (e.g. a float32 query from float32 positional biases against bfloat16 keys under
