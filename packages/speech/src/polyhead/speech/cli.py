@@ -22,8 +22,8 @@ from polyhead.speech.data.errors import SpeechDataError
 TOOLS = {
     "transcribe": "audio files (or a manifest) -> JSON lines with text, word timestamps and real-time factor",
     "explain": "decoder cross-attention vs perturbation saliency for utterances of a manifest",
-    "manifest": "build a JSON-lines manifest from LibriSpeech, Common Voice or an id<TAB>text file",
-    "synthesize": "synthesise the embedded corpus (espeak-ng + flite voices) into a folder",
+    "manifest": "build a JSON-lines manifest from LibriSpeech, Common Voice, alsa-utils or id<TAB>text",
+    "synthesize": "synthesise the embedded corpus (espeak-ng, flite, festival voices) into a folder",
 }
 TRAINING = {
     "fit": "train (no config needed: the synthesised corpus)",
@@ -46,7 +46,8 @@ def usage() -> str:
 
 
 def synthesize(argv: list[str]) -> int:
-    from polyhead.speech.data.synth import TASKS, synthesize_corpus
+    from polyhead.speech.data.noise import ALSA_NOISE
+    from polyhead.speech.data.synth import TASKS, VOICE_SETS, synthesize_corpus
 
     p = argparse.ArgumentParser(prog="polyhead-speech synthesize", description=TOOLS["synthesize"])
     p.add_argument("out", type=Path)
@@ -54,12 +55,19 @@ def synthesize(argv: list[str]) -> int:
     p.add_argument("--task", choices=TASKS, default="sentences")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--voices", choices=VOICE_SETS, default="task",
+                   help="training voices: the task's own, every flite/espeak-ng English voice, or also festival's")  # fmt: skip
+    p.add_argument("--reverb", type=float, default=0.0, help="share of train/dev utterances reverberated")
+    p.add_argument("--recorded-noise", type=float, default=0.0,
+                   help="share of noisy train/dev utterances with recorded noise (--noise-file)")  # fmt: skip
+    p.add_argument("--noise-file", type=Path, default=ALSA_NOISE)
     a = p.parse_args(argv)
     try:
         root = synthesize_corpus(
-            a.out, num_utterances=a.num_utterances, seed=a.seed, workers=a.workers, task=a.task
-        )
-    except RuntimeError as err:
+            a.out, num_utterances=a.num_utterances, seed=a.seed, workers=a.workers, task=a.task,
+            voices=a.voices, reverb=a.reverb, recorded_noise=a.recorded_noise, noise_file=a.noise_file,
+        )  # fmt: skip
+    except (RuntimeError, FileNotFoundError, ValueError) as err:
         print(f"polyhead-speech synthesize: {err}", file=sys.stderr)
         return 2
     print(root)
@@ -67,6 +75,7 @@ def synthesize(argv: list[str]) -> int:
 
 
 def manifest(argv: list[str]) -> int:
+    from polyhead.speech.data.alsa import build_alsa_manifest
     from polyhead.speech.data.common_voice import COMMON_VOICE_SPLITS, build_common_voice_manifest
     from polyhead.speech.data.manifest import build_manifest
 
@@ -81,10 +90,14 @@ def manifest(argv: list[str]) -> int:
     p.add_argument("--transcripts", type=Path, default=None, help="id<TAB>text file (default: *.trans.txt)")
     p.add_argument("--common-voice", choices=COMMON_VOICE_SPLITS, default=None, metavar="SPLIT",
                    help=f"read a Common Voice release: which TSV ({', '.join(COMMON_VOICE_SPLITS)})")  # fmt: skip
+    p.add_argument("--alsa", action="store_true",
+                   help="FOLDER is alsa-utils' /usr/share/sounds/alsa: its 8 read phrases (one human speaker)")  # fmt: skip
     p.add_argument("--skip-bad", action="store_true", help="skip and count bad rows / missing clips")
     a = p.parse_args(argv)
     try:
-        if a.common_voice:
+        if a.alsa:
+            utts, skipped = build_alsa_manifest(a.folder, a.out), ""
+        elif a.common_voice:
             utts, report = build_common_voice_manifest(
                 a.folder, a.out, split=a.common_voice, skip_bad=a.skip_bad
             )

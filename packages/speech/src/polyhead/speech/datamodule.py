@@ -49,6 +49,11 @@ class SpeechDataModule(pl.LightningDataModule):
         task: synthesised corpus: ``sentences`` (open vocabulary) or ``digits`` (connected digits).
         cache_dir: where the synthesised corpus is written.
         num_utterances, seed, synth_workers: synthesised corpus settings.
+        voices: the synthesised corpus's training voices: ``task`` (the task's own), ``every`` (every English
+            voice of flite and espeak-ng) or ``every+festival`` (and festival's English voices).
+        reverb: share of synthesised training/dev utterances convolved with a synthetic room response.
+        recorded_noise: share of the noisy synthesised training/dev utterances whose noise is a segment of
+            ``noise_file`` (a recording; default: alsa-utils' ``Noise.wav``) instead of white/pink noise.
         tokenizer: ``char`` or ``bpe`` (sentencepiece, trained on the training transcripts).
         bpe_vocab_size: BPE vocabulary size.
         text_language: transcript normalisation, ``en`` (English rules) or ``basic`` (any script).
@@ -76,6 +81,10 @@ class SpeechDataModule(pl.LightningDataModule):
         num_utterances: int = 1200,
         seed: int = 0,
         synth_workers: int = 4,
+        voices: Literal["task", "every", "every+festival"] = "task",
+        reverb: float = 0.0,
+        recorded_noise: float = 0.0,
+        noise_file: str = "/usr/share/sounds/alsa/Noise.wav",
         tokenizer: Literal["char", "bpe"] = "char",
         bpe_vocab_size: int = 256,
         text_language: Literal["en", "basic"] = "en",
@@ -110,6 +119,13 @@ class SpeechDataModule(pl.LightningDataModule):
         self.predict_manifest, self.predict_audio = predict_manifest, predict_audio
         self.task, self.cache_dir, self.num_utterances = task, Path(cache_dir), num_utterances
         self.seed, self.synth_workers = seed, synth_workers
+        if voices not in ("task", "every", "every+festival"):
+            raise ValueError(f"data.voices must be 'task', 'every' or 'every+festival', got {voices!r}")
+        for name, share in (("data.reverb", reverb), ("data.recorded_noise", recorded_noise)):
+            if not 0.0 <= share <= 1.0:
+                raise ValueError(f"{name} is a share of utterances in [0, 1], got {share}")
+        self.augment = {"voices": voices, "reverb": reverb, "recorded_noise": recorded_noise,
+                        "noise_file": noise_file}  # fmt: skip
         self.tokenizer_kind, self.bpe_vocab_size, self.n_mels = tokenizer, bpe_vocab_size, n_mels
         self.batch_size, self.max_batch_seconds, self.max_duration = (
             batch_size,
@@ -131,8 +147,11 @@ class SpeechDataModule(pl.LightningDataModule):
 
         try:
             return synthesize_corpus(self.cache_dir, num_utterances=self.num_utterances, seed=self.seed,
-                                     workers=self.synth_workers, task=self.task)  # fmt: skip
-        except RuntimeError as err:  # the synthesisers are missing
+                                     workers=self.synth_workers, task=self.task, **self.augment)  # fmt: skip
+        except (
+            RuntimeError,
+            FileNotFoundError,
+        ) as err:  # the synthesisers or the noise recording are missing
             raise SpeechDataError(str(err), reason="no synthesiser") from None
 
     def manifest_of(self, split: str) -> Path:

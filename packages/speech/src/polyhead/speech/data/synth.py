@@ -1,4 +1,4 @@
-"""The embedded default corpora: synthesised speech from espeak-ng and flite, with unseen test voices.
+"""The embedded default corpora: synthesised speech (espeak-ng, flite, festival) with unseen test voices.
 
 Two tasks: ``sentences`` (the default corpus: open-vocabulary sentences from
 :class:`polyhead.speech.text.BigramText`, the 12 :data:`VOICES`: flite ``awb``, ``rms``, ``slt``, ``kal16``
@@ -11,7 +11,19 @@ at 10-40 dB SNR on half of the utterances. The ``test_voices`` never appear in t
 measures generalisation to unseen speakers. Synthesis runs in a thread pool over engine subprocesses, and
 the corpus is cached in a folder keyed by a hash of its settings.
 
-``apt-get install espeak-ng flite`` (the project's ``ci/setup`` does it). A small committed sample made by
+The broader corpus (issue 20, item 8) is opt-in, so the default corpora and their cached copies stay as they
+were: ``voices="every"`` draws from every English voice of flite and espeak-ng (:data:`EVERY_VOICES`: 5
+flite voices; 8 espeak-ng English dialects x its 100 voice variants), ``voices="every+festival"`` adds the
+three English voices of Debian's festival packages (:data:`FESTIVAL_VOICES`: diphone kal and ked, HTS slt);
+``reverb`` is the share of training and dev utterances convolved with a seeded synthetic room impulse
+response (:mod:`polyhead.speech.data.reverb`, RT60 0.2-0.9 s), ``recorded_noise`` the share of the noisy
+ones whose noise is a segment of a noise recording (:mod:`polyhead.speech.data.noise`; by default the one in
+``alsa-utils``) instead of white/pink noise. Augmentations draw from a generator of their own
+(per-utterance seed), never from the plan's, and never touch the test split: the test utterances of every
+setting are the same files, so unseen-voice WERs of the settings compare directly.
+
+``apt-get install espeak-ng flite`` (the project's ``ci/setup`` does it; ``festival festvox-kallpc16k
+festvox-kdlpc16k festvox-us-slt-hts alsa-utils`` for the broader corpus). A small committed sample made by
 this module lives in ``shared/speech`` for the tests.
 """
 
@@ -28,6 +40,8 @@ from pathlib import Path
 import numpy as np
 
 from polyhead.speech.data.manifest import Utterance, write_manifest
+from polyhead.speech.data.noise import ALSA_NOISE, RecordedNoise, coloured_noise, mix_at_snr
+from polyhead.speech.data.reverb import reverberate, synthetic_rir
 from polyhead.speech.text import BigramText, DigitText
 
 VOICES: list[tuple[str, str]] = [
@@ -54,12 +68,36 @@ DIGIT_VOICES: list[tuple[str, str]] = [
     *[("flite", v) for v in ("awb", "rms", "slt", "kal16")],
     *[("espeak-ng", f"{d}+{v}") for d in ESPEAK_DIALECTS for v in ("m1", "m3", "m4", "f2", "f4")],
 ]
+# espeak-ng 1.51's voice variants (espeak-ng-data/voices/!v): every one is an English voice with a dialect
+_ESPEAK_VARIANT_NAMES = (
+    "Alex Alicia Andrea Andy Annie AnxiousAndy Demonic Denis Diogo Gene Gene2 Henrique Hugo Jacky Lee Marco "
+    "Mario Michael Mike Nguyen RicishayMax RicishayMax2 RicishayMax3 Storm Tweaky UniRobot adam anika "
+    "anikaRobot announcer antonio aunty belinda benjamin boris caleb croak david ed edward edward2 f1 f2 f3 "
+    "f4 f5 fast grandma grandpa gustave iven iven2 iven3 iven4 john kaukovalta klatt klatt2 klatt3 klatt4 "
+    "klatt5 klatt6 linda m1 m2 m3 m4 m5 m6 m7 m8 marcelo max michel miguel norbert pablo paul pedro quincy rob "
+    "robert robosoft robosoft2 robosoft3 robosoft4 robosoft5 robosoft6 robosoft7 robosoft8 sandro shelby "
+    "steph steph2 steph3 travis victor whisper whisperf zac"
+)
+ESPEAK_VARIANTS = _ESPEAK_VARIANT_NAMES.split()
+ESPEAK_ENGLISH = [*ESPEAK_DIALECTS, "en-us-nyc"]
+FLITE_VOICES = ("awb", "rms", "slt", "kal", "kal16")  # flite -lv, less awb_time (a talking clock)
+EVERY_VOICES: list[tuple[str, str]] = [
+    *[("flite", v) for v in FLITE_VOICES],
+    *[("espeak-ng", f"{d}+{v}") for d in ESPEAK_ENGLISH for v in ESPEAK_VARIANTS],
+]
+# Debian's English festival voices: festvox-kallpc16k, festvox-kdlpc16k, festvox-us-slt-hts
+FESTIVAL_VOICES: list[tuple[str, str]] = [
+    ("festival", "kal_diphone"),
+    ("festival", "ked_diphone"),
+    ("festival", "cmu_us_slt_arctic_hts"),
+]
+VOICE_SETS = ("task", "every", "every+festival")
 SAMPLE_RATE = 16000
 TASKS = ("sentences", "digits")
 
 
 def engines_available() -> dict[str, bool]:
-    return {e: shutil.which(e) is not None for e in ("espeak-ng", "flite")}
+    return {e: shutil.which(e) is not None for e in ("espeak-ng", "flite", "text2wave")}
 
 
 def speak(text: str, engine: str, voice: str, *, rate: float, pitch: int, workdir: Path) -> np.ndarray:
@@ -71,6 +109,9 @@ def speak(text: str, engine: str, voice: str, *, rate: float, pitch: int, workdi
     out = workdir / f"{abs(hash((text, engine, voice, rate, pitch)))}.wav"
     if engine == "espeak-ng":
         cmd = ["espeak-ng", "-v", voice, "-s", str(int(175 * rate)), "-p", str(pitch), "-w", str(out), text]
+    elif engine == "festival":  # text2wave is festival's file-output front end; rate via Duration_Stretch
+        cmd = ["text2wave", "-eval", f"(voice_{voice})", "-eval",
+               f"(Parameter.set 'Duration_Stretch {1 / rate:.3f})", "-o", str(out)]  # fmt: skip
     elif engine == "flite":
         cmd = [
             "flite",
@@ -85,7 +126,8 @@ def speak(text: str, engine: str, voice: str, *, rate: float, pitch: int, workdi
         ]
     else:
         raise ValueError(f"unknown engine {engine!r}")
-    subprocess.run(cmd, check=True, capture_output=True, timeout=60)
+    stdin = text if engine == "festival" else None
+    subprocess.run(cmd, check=True, capture_output=True, timeout=60, input=stdin, text=True)
     data, sr = sf.read(str(out), dtype="float32", always_2d=True)
     out.unlink()
     wav = torch.from_numpy(np.ascontiguousarray(data.mean(1)))
@@ -95,20 +137,22 @@ def speak(text: str, engine: str, voice: str, *, rate: float, pitch: int, workdi
 
 
 def add_noise(wav: np.ndarray, snr_db: float, rng: np.random.Generator, *, pink: bool) -> np.ndarray:
-    noise = rng.standard_normal(len(wav)).astype(np.float32)
-    if pink:  # 1/f spectrum
-        spec = np.fft.rfft(noise)
-        spec /= np.sqrt(np.maximum(np.arange(len(spec)), 1.0))
-        noise = np.fft.irfft(spec, n=len(wav)).astype(np.float32)
-    p_sig = float(np.mean(wav**2)) + 1e-12
-    p_noise = float(np.mean(noise**2)) + 1e-12
-    return (wav + noise * np.sqrt(p_sig / (p_noise * 10 ** (snr_db / 10)))).astype(np.float32)
+    return mix_at_snr(wav, coloured_noise(len(wav), rng, pink=pink), snr_db)
 
 
-def task_voices(task: str) -> list[tuple[str, str]]:
-    """The voices of a task's corpus (its test voices are :data:`TEST_VOICES`)."""
+def task_voices(task: str, voices: str = "task") -> list[tuple[str, str]]:
+    """The voices of a task's corpus (its test voices are :data:`TEST_VOICES`).
+
+    ``voices``: ``task`` (the task's own list), ``every`` (:data:`EVERY_VOICES`) or ``every+festival``.
+    """
     if task not in TASKS:
         raise ValueError(f"unknown synthesis task {task!r}; expected one of {TASKS}")
+    if voices not in VOICE_SETS:
+        raise ValueError(f"unknown voice set {voices!r}; expected one of {VOICE_SETS}")
+    if voices == "every":
+        return EVERY_VOICES
+    if voices == "every+festival":
+        return EVERY_VOICES + FESTIVAL_VOICES
     return VOICES if task == "sentences" else DIGIT_VOICES
 
 
@@ -119,11 +163,24 @@ def plan(
     dev_fraction: float = 0.1,
     *,
     task: str = "sentences",
+    voices: str = "task",
+    reverb: float = 0.0,
+    recorded_noise: float = 0.0,
 ) -> list[dict]:
-    """The seeded list of utterances to synthesise: text, voice, rate, pitch, noise, split."""
+    """The seeded list of utterances to synthesise: text, voice, rate, pitch, noise, split, augmentation.
+
+    ``reverb`` / ``recorded_noise``: shares of the train and dev utterances that are reverberated / whose
+    noise (if any) is recorded. Their draws come from a generator seeded per utterance, so the plan's own
+    draws (texts, splits, voices, rates, noise levels) do not depend on them.
+    """
+    for name, share in (("reverb", reverb), ("recorded_noise", recorded_noise)):
+        if not 0.0 <= share <= 1.0:
+            raise ValueError(f"{name} is a share of utterances in [0, 1], got {share}")
     rng = np.random.default_rng(seed)
     text = BigramText() if task == "sentences" else DigitText()
     train_voices = [v for v in task_voices(task) if v not in TEST_VOICES]
+    broader = [v for v in task_voices(task, voices) if v not in TEST_VOICES]
+    broader_engines = sorted({e for e, _ in broader})
     jobs = []
     for i in range(num_utterances):
         r = rng.random()
@@ -134,12 +191,26 @@ def plan(
             engine = engines[int(rng.integers(len(engines)))]
             pool = [v for v in pool if v[0] == engine]
         engine, voice = pool[int(rng.integers(len(pool)))]
+        if split != "test" and voices != "task":
+            # a broader voice set: engine first, then voice, from a generator of its own, so that the
+            # plan's draws above (and so the test split) are those of the task's own voice set
+            pick = np.random.default_rng([seed, i, 8])
+            engine = broader_engines[int(pick.integers(len(broader_engines)))]
+            same = [v for v in broader if v[0] == engine]
+            engine, voice = same[int(pick.integers(len(same)))]
         jobs.append({
             "id": f"utt{i:06d}", "split": split, "text": text.sentence(rng), "engine": engine, "voice": voice,
             "rate": float(rng.uniform(0.8, 1.15)), "pitch": int(rng.integers(25, 76)),
             "snr": float(rng.uniform(10, 40)) if rng.random() < 0.5 else None, "pink": bool(rng.random() < 0.5),
             "seed": int(rng.integers(2**31)),
         })  # fmt: skip
+        if split != "test" and (reverb or recorded_noise):
+            aug = np.random.default_rng([seed, i, 20])
+            if aug.random() < reverb:
+                jobs[-1]["rt60"] = float(aug.uniform(0.2, 0.9))
+                jobs[-1]["drr_db"] = float(aug.uniform(-6.0, 6.0))
+            if jobs[-1]["snr"] is not None and aug.random() < recorded_noise:
+                jobs[-1]["recorded"] = True
     return jobs
 
 
@@ -150,29 +221,51 @@ def synthesize_corpus(
     seed: int = 0,
     workers: int = 4,
     task: str = "sentences",
+    voices: str = "task",
+    reverb: float = 0.0,
+    recorded_noise: float = 0.0,
+    noise_file: str | Path = ALSA_NOISE,
 ) -> Path:
-    """Synthesise (or reuse) a corpus; returns its folder with ``train/dev/test.jsonl`` and ``audio/``."""
+    """Synthesise (or reuse) a corpus; returns its folder with ``train/dev/test.jsonl`` and ``audio/``.
+
+    ``voices``, ``reverb``, ``recorded_noise``: see :func:`plan`; ``noise_file``: the noise recording.
+    """
     import soundfile as sf
 
-    missing = [e for e, ok in engines_available().items() if not ok]
+    voice_list = task_voices(task, voices)
+    needed = {"espeak-ng": "espeak-ng", "flite": "flite", "festival": "text2wave"}
+    engines = engines_available()
+    missing = sorted({needed[e] for e, _ in voice_list if not engines[needed[e]]})
     if missing:
-        raise RuntimeError(f"speech synthesis needs {missing}: apt-get install espeak-ng flite")
+        raise RuntimeError(
+            f"speech synthesis needs {missing}: apt-get install espeak-ng flite"
+            + (
+                " festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts"
+                if "text2wave" in missing
+                else ""
+            )
+        )
     settings = {
         "num_utterances": num_utterances,
         "seed": seed,
-        "voices": task_voices(task),
+        "voices": voice_list,
         "test_voices": TEST_VOICES,
         "v": 1,
     }
     if task != "sentences":  # the sentence corpus keeps its original cache key
         settings["task"] = task
+    if reverb or recorded_noise:  # so do corpora without augmentation
+        settings["augment"] = {"reverb": reverb, "recorded_noise": recorded_noise}
+    if recorded_noise:
+        settings["augment"]["noise_file"] = str(noise_file)
+    recording = RecordedNoise(path=noise_file, sample_rate=SAMPLE_RATE) if recorded_noise else None
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(out_dir) / f"synth_{key}"
     if (root / "test.jsonl").is_file():
         return root
     audio = root / "audio"
     audio.mkdir(parents=True, exist_ok=True)
-    jobs = plan(num_utterances, seed, task=task)
+    jobs = plan(num_utterances, seed, task=task, voices=voices, reverb=reverb, recorded_noise=recorded_noise)
 
     def run(job: dict) -> Utterance:
         path = audio / f"{job['id']}.flac"
@@ -186,8 +279,14 @@ def synthesize_corpus(
                     pitch=job["pitch"],
                     workdir=Path(tmp),
                 )
-            if job["snr"] is not None:
-                wav = add_noise(wav, job["snr"], np.random.default_rng(job["seed"]), pink=job["pink"])
+            rng = np.random.default_rng(job["seed"])
+            if "rt60" in job:  # the room first, then noise at the microphone
+                rir = synthetic_rir(rng, sample_rate=SAMPLE_RATE, rt60=job["rt60"], drr_db=job["drr_db"])
+                wav = reverberate(wav, rir)
+            if job["snr"] is not None and job.get("recorded"):
+                wav = mix_at_snr(wav, recording.segment(len(wav), rng), job["snr"])
+            elif job["snr"] is not None:
+                wav = add_noise(wav, job["snr"], rng, pink=job["pink"])
             peak = float(np.abs(wav).max()) + 1e-9
             if peak > 0.99:
                 wav = wav * (0.99 / peak)
