@@ -11,6 +11,21 @@
   relative to greedy CTC measured in the same run.
 
 Prints a table and writes JSON.
+
+Two experiments of issue 20 run from here too (each prints a Markdown table and writes JSON):
+
+    uv run python pipelines/bench/speech.py --corpus-ablation [--epochs 8] [--threads 2]
+    uv run python pipelines/bench/speech.py --human RUN_DIR [--human-folder /usr/share/sounds/alsa]
+
+- ``--corpus-ablation``: the quick model (``polyhead.speech.pipeline.QUICK_MODEL``, digits task, same
+  utterance count and epochs in every row, so the same number of steps) trained on successively broader
+  synthesised corpora: the task's 38 voices; every flite and espeak-ng English voice; + festival's voices;
+  + room reverberation (half the training utterances); + recorded noise (half the noisy ones). Every row is
+  scored on the same unseen-voice test files (the first corpus's test split) with greedy CTC and joint
+  CTC/attention decoding.
+- ``--human RUN_DIR``: a trained run scored on real human speech: the 8 phrases of one speaker that Debian's
+  alsa-utils installs (``polyhead.speech.data.alsa``), with greedy CTC and joint decoding, plus the
+  transcripts themselves; the run needs a vocabulary that covers them (the sentence task, not digits).
 """
 
 from __future__ import annotations
@@ -95,6 +110,74 @@ def bench_inference(checkpoint: str | None, manifest: Path, n: int) -> list[dict
     return rows
 
 
+CORPUS_ROWS: list[tuple[str, dict[str, object]]] = [
+    ("the digits task's 38 voices (flite 4, espeak-ng 7 dialects x 5)", {}),
+    ("every flite + espeak-ng English voice (5 + 8 x 100)", {"voices": "every"}),
+    ("+ festival (kal, ked diphone; slt HTS)", {"voices": "every+festival"}),
+    ("+ room reverberation (50 %)", {"voices": "every+festival", "reverb": 0.5}),
+    ("+ recorded noise (50 % of noisy)", {"voices": "every+festival", "reverb": 0.5, "recorded_noise": 0.5}),
+]
+
+
+def corpus_ablation(out: Path, epochs: int, rows: list[int] | None = None) -> list[dict]:
+    """Train the quick model on each corpus of :data:`CORPUS_ROWS`; score all on the same test files."""
+    from polyhead.speech.cli import main as cli_main
+    from polyhead.speech.data.synth import synthesize_corpus
+    from polyhead.speech.pipeline import QUICK_DATA, QUICK_MODEL
+    from polyhead.train.experiment import fit_test
+
+    cache = out / "cache"
+    test_manifest = synthesize_corpus(cache, num_utterances=600, seed=0, task="digits") / "test.jsonl"
+    results = []
+    for i, (label, aug) in enumerate(CORPUS_ROWS):
+        if rows is not None and i not in rows:
+            continue
+        common = ["--data.cache_dir", str(cache), "--run.wandb", "disabled", *QUICK_DATA,
+                  *(a for k, v in aug.items() for a in (f"--data.{k}", str(v)))]  # fmt: skip
+        t0 = time.monotonic()
+        first = fit_test(cli_main, domain="speech", root=out, experiment=f"corpus{i}", common_args=common,
+                         fit_args=[*QUICK_MODEL, "--trainer.max_epochs", str(epochs)],
+                         test_args=[f"--data.test_manifest={test_manifest}", "--model.decoding", "greedy"])  # fmt: skip
+        row = {"row": i, "corpus": label, "settings": aug, "run_dir": str(first.run_dir),
+               "greedy": first.metrics, "fit_test_s": first.wall_s}  # fmt: skip
+        cli_main(["test", *common, "--run.root", str(out), "--run.experiment", f"corpus{i}",
+                  "--run.version", first.run_dir.name, f"--data.test_manifest={test_manifest}",
+                  "--model.decoding", "joint"])  # fmt: skip
+        row["joint"] = json.loads((first.run_dir / "metrics.json").read_text())["metrics"]
+        row["wall_s"] = time.monotonic() - t0
+        results.append(row)
+        (out / "corpus_ablation.json").write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def score_human(run_dir: Path, folder: Path, out: Path) -> dict:
+    """``test`` (greedy, joint) of a run on the alsa-utils phrases, and their transcripts."""
+    from polyhead.speech.cli import main as cli_main
+    from polyhead.speech.data.alsa import build_alsa_manifest
+    from polyhead.speech.inference import transcribe_main
+
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "alsa.jsonl"
+    utts = build_alsa_manifest(folder, manifest)
+    root, experiment = run_dir.parent.parent.parent, run_dir.parent.name
+    res: dict = {"run_dir": str(run_dir), "manifest": str(manifest), "utterances": len(utts)}
+    for decoding in ("greedy", "joint"):
+        cli_main(["test", "--run.root", str(root), "--run.experiment", experiment, "--run.version",
+                  run_dir.name, "--run.wandb", "disabled", f"--data.test_manifest={manifest}",
+                  "--model.decoding", decoding])  # fmt: skip
+        res[decoding] = json.loads((run_dir / "metrics.json").read_text())["metrics"]
+        hyp = out / f"alsa.{decoding}.jsonl"
+        transcribe_main(
+            [str(run_dir), *(u.audio_filepath for u in utts), "--decoding", decoding, "--out", str(hyp)]
+        )
+        res[f"{decoding}_transcripts"] = [
+            {"ref": u.text, "hyp": json.loads(line)["text"]}
+            for u, line in zip(utts, hyp.read_text().splitlines())
+        ]
+    (out / "human.json").write_text(json.dumps(res, indent=1) + "\n")
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--manifest", type=Path, default=ROOT / "shared" / "speech" / "test.jsonl")
@@ -104,9 +187,32 @@ def main() -> None:
     ap.add_argument("--utterances", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("runs/bench/speech.json"))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    ap.add_argument("--corpus-ablation", action="store_true", help="unseen-voice WER vs corpus breadth")
+    ap.add_argument("--rows", default=None, help="comma-separated rows of the ablation to run (default: all)")
+    ap.add_argument("--epochs", type=int, default=8, help="epochs of every ablation row")
+    ap.add_argument("--human", type=Path, default=None, metavar="RUN_DIR", help="score a run on alsa-utils")
+    ap.add_argument("--human-folder", type=Path, default=Path("/usr/share/sounds/alsa"))
+    ap.add_argument("--ablation-out", type=Path, default=Path("runs/bench/speech_corpus"))
     ns = ap.parse_args()
     if ns.threads:
         torch.set_num_threads(ns.threads)
+    if ns.corpus_ablation:
+        rows = [int(r) for r in ns.rows.split(",")] if ns.rows else None
+        res = corpus_ablation(ns.ablation_out, ns.epochs, rows)
+        print("| training corpus | test utts | greedy CTC WER / CER | joint WER / CER | fit + tests |")
+        print("|---|---|---|---|---|")
+        for r in res:
+            g, j = r["greedy"], r["joint"]
+            print(f"| {r['corpus']} | {int(g.get('test/utterances_scored', 0))} | {g['test/wer']:.3f} / "
+                  f"{g['test/cer']:.3f} | {j['test/wer']:.3f} / {j['test/cer']:.3f} | {r['wall_s']:.0f} s |")  # fmt: skip
+        return
+    if ns.human is not None:
+        res = score_human(ns.human, ns.human_folder, ns.ablation_out.parent / "speech_human")
+        for d in ("greedy", "joint"):
+            print(f"{d}: WER {res[d]['test/wer']:.3f} CER {res[d]['test/cer']:.3f}")
+            for t in res[f"{d}_transcripts"]:
+                print(f"  {t['ref']!r:>16} -> {t['hyp']!r}")
+        return
     res = {"threads": torch.get_num_threads(), "training": bench_training(ns.train_manifest, ns.steps),
            "inference": bench_inference(ns.checkpoint, ns.manifest, ns.utterances), "checkpoint": ns.checkpoint}  # fmt: skip
     print(f"\ntraining (batch of 16 utterances, {res['training'][0]['batch_audio_s']:.0f} s of audio)")

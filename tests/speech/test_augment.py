@@ -3,6 +3,7 @@ test split of every augmentation setting identical."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,9 +11,17 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from polyhead.speech.data.manifest import read_manifest
 from polyhead.speech.data.noise import RecordedNoise, coloured_noise, mix_at_snr
 from polyhead.speech.data.reverb import reverberate, synthetic_rir
-from polyhead.speech.data.synth import FESTIVAL_VOICES, TEST_VOICES, plan, speak
+from polyhead.speech.data.synth import (
+    FESTIVAL_VOICES,
+    TEST_VOICES,
+    engines_available,
+    plan,
+    speak,
+    synthesize_corpus,
+)
 
 
 def snr_db(clean: np.ndarray, mixed: np.ndarray) -> float:
@@ -124,3 +133,25 @@ def test_festival_voices_speak(tmp_path: Path) -> None:
     slow = speak("one two three", "festival", "kal_diphone", rate=0.8, pitch=50, workdir=tmp_path)
     fast = speak("one two three", "festival", "kal_diphone", rate=1.2, pitch=50, workdir=tmp_path)
     assert len(slow) > 1.2 * len(fast)
+
+
+@pytest.mark.skipif(
+    not all(engines_available().values()), reason="needs espeak-ng, flite and festival (text2wave)"
+)
+def test_broader_corpus_is_written_with_the_same_test_files(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    sf.write(tmp_path / "noise.wav", rng.standard_normal(8000).astype(np.float32) * 0.1, 8000)
+    kw = {"num_utterances": 16, "seed": 2, "workers": 2, "task": "digits"}
+    base = synthesize_corpus(tmp_path / "c", **kw)
+    broad = synthesize_corpus(tmp_path / "c", **kw, voices="every+festival", reverb=1.0, recorded_noise=1.0,
+                              noise_file=tmp_path / "noise.wav")  # fmt: skip
+    assert broad != base and "augment" in json.loads((broad / "settings.json").read_text())
+    test_b, test_a = read_manifest(base / "test.jsonl"), read_manifest(broad / "test.jsonl")
+    assert [u.text for u in test_a] == [u.text for u in test_b] and test_a
+    for a, b in zip(test_a, test_b):  # the same audio, sample for sample
+        np.testing.assert_array_equal(sf.read(a.audio_filepath)[0], sf.read(b.audio_filepath)[0])
+    train_a, train_b = read_manifest(broad / "train.jsonl"), read_manifest(base / "train.jsonl")
+    assert [u.text for u in train_a] == [u.text for u in train_b]
+    assert any(not np.array_equal(sf.read(a.audio_filepath)[0], sf.read(b.audio_filepath)[0])
+               for a, b in zip(train_a, train_b))  # fmt: skip
+    assert synthesize_corpus(tmp_path / "c", **kw) == base  # cached under the same key

@@ -65,7 +65,10 @@ def test_sentences_are_normalised_and_varied() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not all(engines_available().values()), reason="needs espeak-ng and flite")
+@pytest.mark.skipif(
+    not (engines_available()["espeak-ng"] and engines_available()["flite"]),
+    reason="needs espeak-ng and flite",
+)
 def test_synthesized_corpus_is_readable_and_cached(tmp_path: Path) -> None:
     root = synthesize_corpus(tmp_path, num_utterances=12, seed=1, workers=2)
     utts = {s: read_manifest(root / f"{s}.jsonl") for s in ("train", "dev", "test")}
