@@ -284,7 +284,7 @@ class SpeechModule(pl.LightningModule):
         self._predictions = []
 
     def configure_optimizers(self) -> Any:
-        # foreach: one kernel per step for all tensors; the per-tensor loop cost ~0.2 s per step on 2 CPU cores
+        # foreach: one kernel per step for all tensors instead of a Python loop over them (timing: README)
         opt = torch.optim.Adam(
             self.parameters(), lr=self.hparams.lr, betas=(0.9, 0.98), eps=1e-9, foreach=True
         )

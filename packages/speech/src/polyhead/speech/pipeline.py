@@ -1,13 +1,13 @@
 """The speech pipeline: synthesise (or read) -> fit -> test (CTC, attention, joint) -> explain -> report.
 
-``run_quick`` is what ``polyhead demo`` runs on CPU in about two minutes: the *digits* task (connected digit
+``run_quick`` is what ``polyhead demo`` runs on CPU within its 150 s budget: the *digits* task (connected digit
 strings, 600 utterances spoken by 38 synthetic voices; the test split's 3 voices never occur in training),
 a small Conformer/Transformer (d_model 96, 3 encoder + 2 decoder layers, 1.4 M parameters) trained for a
 fixed number of epochs, then test WER on the unseen voices with three decoders of the same trained
 network: greedy CTC (the baseline), the attention decoder's own beam search (so a degenerate decoder
 shows), and joint CTC/attention beam search (the paper's recipe), then the explanation report on two test
 utterances, explaining the joint hypothesis. The quick task differs from the full one (open-vocabulary
-sentences, ``configs/speech/conformer.yaml``, about an hour on CPU) in vocabulary and budget only: the
+sentences, ``configs/speech/conformer.yaml``, a GPU-sized budget) in vocabulary and budget only: the
 model, losses and decoders are the same. ``pipelines/speech.py`` runs either with the repository's configs.
 """
 

@@ -67,8 +67,9 @@ class DigitText:
     """Seeded digit strings spoken as words: ``"three one four one"`` (``min_digits``-``max_digits`` long).
 
     Ten words and 15 letters: the acoustic task of a connected-digit corpus, which a model of about a million
-    parameters learns from a few hundred utterances in the two-minute quick budget on a CPU, while the
-    open-vocabulary sentences of :class:`BigramText` need about an hour and more data.
+    parameters learns from a few hundred utterances within the quick budget on a CPU, while the
+    open-vocabulary sentences of :class:`BigramText` need far more steps and data (measured learning curves
+    and times: packages/speech/README.md).
     """
 
     vocab = DIGITS
