@@ -12,16 +12,19 @@ the checkpoint, and reused by ``test``/``predict``; :meth:`FeatureEncoder.summar
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from polyhead.ctr.data.buckets import choose_buckets, numeric_bucket_expr
+from polyhead.ctr.data.buckets import bucket_code, choose_buckets, numeric_bucket_code, numeric_bucket_expr
+from polyhead.ctr.data.counts import ValueCounter
 from polyhead.ctr.data.formats import FieldSpec
 
 MISSING, OOV = 0, 1
+FIT_BATCH_ROWS = 1 << 18
 
 
 def scale_expr(name: str) -> pl.Expr:
@@ -49,11 +52,10 @@ class EncodedField:
     def is_categorical(self) -> bool:
         return self.type == "categorical" or self.numeric_mode != "scale"
 
-    def bucket_expr(self) -> pl.Expr:
-        """The field as the string category its vocabulary is counted over."""
-        if self.type == "categorical":
-            return pl.col(self.name)
-        return numeric_bucket_expr(self.name, self.bucketing, self.boundaries)
+    @functools.cached_property
+    def enum(self) -> pl.Enum:
+        """The vocabulary as an Enum dtype (codes = vocabulary positions), built once per fitted field."""
+        return pl.Enum(self.vocab)
 
 
 @dataclass
@@ -69,36 +71,49 @@ class FeatureEncoder:
         return [f.size for f in self.fields]
 
     @classmethod
-    def fit(cls, train: pl.LazyFrame, specs: list[FieldSpec]) -> FeatureEncoder:
-        """Fit bucketings and vocabularies on the (lazy) training split.
+    def fit(cls, train: pl.LazyFrame | pl.DataFrame, specs: list[FieldSpec]) -> FeatureEncoder:
+        """Fit bucketings and vocabularies on the training rows: one (streaming) pass counts every field."""
+        names = [s.name for s in specs if s.type == "categorical" or s.numeric_mode != "scale"]
+        counter = ValueCounter(names)
+        # Batches of a streaming query: one pass over the input for every field, memory bounded by a batch
+        # and the distinct values.
+        for batch in (
+            train.lazy().select(names).collect_batches(chunk_size=FIT_BATCH_ROWS, engine="streaming")
+        ):
+            counter.add(batch)
+        return cls.fit_counts(counter.result(), specs)
 
-        One pass chooses each numeric field's buckets, one grouped count fits every vocabulary.
+    @classmethod
+    def fit_counts(cls, counts: dict[str, pl.DataFrame], specs: list[FieldSpec]) -> FeatureEncoder:
+        """Fit from the training rows' value counts (``polyhead.ctr.data.counts``: ``value``, ``len`` per field).
+
+        Numeric fields choose their buckets from the counts of their raw values, which are then summed per
+        bucket; the vocabulary of a field is its values (buckets) seen at least ``min_count`` times, most
+        frequent first (ties by value, so the order is reproducible).
         """
         cat = [s for s in specs if s.type == "categorical" or s.numeric_mode != "scale"]
-        buckets = choose_buckets(train, [s for s in cat if s.type == "numeric"])
+        numeric = [s for s in cat if s.type == "numeric"]
+        buckets = choose_buckets({s.name: counts[s.name] for s in numeric}, numeric)
         fields = [
             EncodedField(s.name, s.type, s.numeric_mode, s.min_count, [], *buckets.get(s.name, ("", [], 0)))
             for s in specs
         ]
         by_name = {f.name: f for f in fields}
-        prepared = train.with_columns(
-            [by_name[s.name].bucket_expr().alias(s.name) for s in cat if s.type == "numeric"]
-        )
-        # One streaming pass: all categorical columns as (field, value) rows, counted together. Memory
-        # is the number of distinct values, not the number of rows.
-        min_counts = {s.name: s.min_count for s in cat}
-        counts = (
-            prepared.select([pl.col(s.name).cast(pl.Utf8) for s in cat])
-            .unpivot(variable_name="field", value_name="value")
-            .drop_nulls("value")
-            .group_by("field", "value")
-            .len()
-            .filter(pl.col("len") >= pl.col("field").replace_strict(min_counts, return_dtype=pl.Int64))
-            .collect(engine="streaming")
-            .sort(["field", "len", "value"], descending=[False, True, False])
-        )
-        for (name,), grp in counts.group_by("field", maintain_order=True):
-            by_name[name].vocab = grp["value"].to_list()
+        for s in cat:
+            f = by_name[s.name]
+            vc = counts[s.name]
+            if s.type == "numeric":
+                vc = (
+                    vc.with_columns(numeric_bucket_expr("value", f.bucketing, f.boundaries).alias("value"))
+                    .group_by("value")
+                    .agg(pl.col("len").sum())
+                )
+            f.vocab = (
+                vc.with_columns(pl.col("value").cast(pl.Utf8))
+                .filter(pl.col("len") >= s.min_count)
+                .sort(["len", "value"], descending=[True, False])["value"]
+                .to_list()
+            )
         return cls(fields)
 
     def summary(self) -> list[dict]:
@@ -127,13 +142,18 @@ class FeatureEncoder:
         """Add ``idx_<field>`` (Int32 local index) and, for scaled numerics, ``val_<field>`` (Float32)."""
         exprs = []
         for f in self.fields:
-            if f.is_categorical:
-                src = f.bucket_expr()
+            if f.is_categorical and f.type == "numeric":
+                # A numeric field's bucket number maps to its index through a small table (no strings).
+                keys = [bucket_code(f.bucketing, v) for v in f.vocab]
+                mapped = numeric_bucket_code(f.name, f.bucketing, f.boundaries).replace_strict(
+                    keys, list(range(2, len(keys) + 2)), default=OOV, return_dtype=pl.Int32
+                )
+            elif f.is_categorical:
                 # Enum codes are the vocabulary positions; unknown values cast to null (-> OOV). Unlike
                 # replace_strict with a large mapping, this cast streams without materialising columns.
-                code = src.cast(pl.Enum(f.vocab), strict=False).to_physical().cast(pl.Int32)
+                code = pl.col(f.name).cast(f.enum, strict=False).to_physical().cast(pl.Int32)
                 mapped = pl.when(code.is_null()).then(OOV).otherwise(code + 2)
-
+            if f.is_categorical:
                 exprs.append(
                     pl.when(pl.col(f.name).is_null())
                     .then(MISSING)

@@ -247,6 +247,40 @@ def read_header(path: Path, separator: str) -> list[str]:
         raise MalformedLineError(f"{path}: line 1 (header): cannot be read as a CSV header ({err})") from None
 
 
+def delimited_layout(
+    path: Path, spec: DatasetSpec, *, separator: str, header: bool, require_label: bool = True
+) -> tuple[list[str], bool]:
+    """The columns of a delimited file in order (from its header, or the format's layout) and whether it has
+    the label: a headerless file with one field fewer than label + features is unlabeled when
+    ``require_label`` is off."""
+    extra = [c for c in (spec.split_column, spec.time_column) if c]
+    if header:
+        columns = read_header(path, separator)
+        labeled = spec.label in columns
+        needed = [*([spec.label] if require_label else []), *spec.names, *extra]
+        missing = [c for c in needed if c not in columns]
+        if missing:
+            raise MalformedLineError(f"{path}: line 1 (header) lacks column(s) {missing}; found {columns}")
+        return columns, labeled
+    if extra:
+        raise ValueError(
+            f"{path}: a {spec.format} file has no header, so no split or time column by name "
+            f"({extra}); use data.holdout_last (the file's order is its time order) or the hash split"
+        )
+    first = _lines(path).filter(pl.col("raw").str.strip_chars() != "").select("raw").head(1).collect()
+    n_first = len(first.item().split(separator)) if first.height else 0
+    labeled = require_label or n_first != len(spec.names)
+    return [*([spec.label] if labeled else []), *spec.names], labeled
+
+
+def format_features(frame: pl.LazyFrame, spec: DatasetSpec) -> pl.LazyFrame:
+    """What a format does to its read features before encoding (Avazu: the hour of day)."""
+    if spec.format == "avazu":
+        # Avazu's hour is YYMMDDHH: the hour of day is the informative, low-cardinality part.
+        return frame.with_columns(pl.col("hour").str.slice(6, 2))
+    return frame
+
+
 def read_delimited(
     path: Path, spec: DatasetSpec, *, separator: str, header: bool, require_label: bool = True
 ) -> ReadResult:
@@ -256,24 +290,9 @@ def read_delimited(
     line for a headerless format) is read as unlabeled.
     """
     check_text_file(path)
-    extra = [c for c in (spec.split_column, spec.time_column) if c]
-    if header:
-        columns = read_header(path, separator)
-        labeled = spec.label in columns
-        needed = [*([spec.label] if require_label else []), *spec.names, *extra]
-        missing = [c for c in needed if c not in columns]
-        if missing:
-            raise MalformedLineError(f"{path}: line 1 (header) lacks column(s) {missing}; found {columns}")
-    else:
-        if extra:
-            raise ValueError(
-                f"{path}: a {spec.format} file has no header, so no split or time column by name "
-                f"({extra}); use data.holdout_last (the file's order is its time order) or the hash split"
-            )
-        first = _lines(path).filter(pl.col("raw").str.strip_chars() != "").select("raw").head(1).collect()
-        n_first = len(first.item().split(separator)) if first.height else 0
-        labeled = require_label or n_first != len(spec.names)
-        columns = [*([spec.label] if labeled else []), *spec.names]
+    columns, labeled = delimited_layout(
+        path, spec, separator=separator, header=header, require_label=require_label
+    )
     n = len(columns)
     lf = _lines(path)
     if header:
@@ -434,9 +453,7 @@ def read_raw(path: str | Path, spec: DatasetSpec, *, require_label: bool = True)
         return read_parquet(p, spec, require_label=require_label)
     else:
         raise ValueError(f"unknown CTR format {spec.format!r}; expected criteo, avazu, csv, tsv or parquet")
-    if spec.format == "avazu":
-        # Avazu's hour is YYMMDDHH: the hour of day is the informative, low-cardinality part.
-        res.frame = res.frame.with_columns(pl.col("hour").str.slice(6, 2))
+    res.frame = format_features(res.frame, spec)
     return res
 
 

@@ -1,11 +1,17 @@
 """Preprocessing: read -> validate -> split (``polyhead.ctr.data.splits``) -> fit the encoder on the train
 rows -> encoded Parquet cache.
 
-Everything runs on polars' lazy engine with streaming collection/sinks, so a file larger than memory is
-scanned, never loaded. The cache lives in ``<cache_dir>/<key>/`` where the key hashes the input file
-(path, size, modification time, first and last MiB) and the feature spec, split and code version;
-it holds ``data.parquet`` (``split``, ``label``, ``idx_*``/``val_*`` columns), ``encoder.json`` and
-``meta.json`` (rows per split, skipped lines by reason, the encoder summary).
+Delimited files are read in byte blocks by polars' native CSV parser (``polyhead.ctr.data.blocks``) in two
+passes: the first validates every block, assigns the splits and counts every field's values on the train
+rows (``polyhead.ctr.data.counts``), from which the encoder is fitted; the second encodes the blocks into a
+streaming Parquet sink. Memory is a few blocks plus the distinct values, whatever the file size. A file the
+block reader refuses (a malformed line, quoted CSV fields, compression) and Parquet input go through the
+line-level reader of ``polyhead.ctr.data.formats`` on polars' lazy engine with streaming collection and
+sinks, which names or skips each malformed line. The cache lives in ``<cache_dir>/<key>/`` where the key
+hashes the input file (path, size, modification time, first and last MiB) and the feature spec, split and
+code version; it holds ``data.parquet`` (``split``, ``label``, ``idx_*``/``val_*`` columns),
+``encoder.json`` and ``meta.json`` (rows per split, skipped lines by reason, the reader used, the encoder
+summary).
 """
 
 from __future__ import annotations
@@ -13,16 +19,21 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+from polars.io.plugins import register_io_source
 
+from polyhead.ctr.data.blocks import BLOCK_BYTES, BlockReader, NotFastReadable
+from polyhead.ctr.data.counts import ValueCounter
 from polyhead.ctr.data.encoder import FeatureEncoder
 from polyhead.ctr.data.formats import DatasetSpec, MalformedLineError, check_bad_lines, read_raw
-from polyhead.ctr.data.splits import SplitSpec, assign_splits
+from polyhead.ctr.data.splits import SplitSpec, assign_splits, check_holdout, split_expr, time_bounds
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 SPLITS = {"train": 0, "val": 1, "test": 2}
 
 
@@ -52,10 +63,12 @@ def preprocess(
     seed: int = 0,
     split: SplitSpec | None = None,
     skip_bad_lines: bool = False,
+    block_bytes: int = BLOCK_BYTES,
 ) -> Path:
     """Build (or reuse) the encoded cache of ``path``; returns its directory.
 
-    ``split`` defaults to the seeded hash split (``SplitSpec(seed=seed)``).
+    ``split`` defaults to the seeded hash split (``SplitSpec(seed=seed)``); ``block_bytes`` is the block
+    reader's block size.
     """
     path = Path(path)
     split = split or SplitSpec(seed=seed)
@@ -63,29 +76,18 @@ def preprocess(
     if (out / "meta.json").is_file():
         return out
     t0 = time.perf_counter()
-    res = read_raw(path, spec)
-    skipped = check_bad_lines(path, res, skip=skip_bad_lines)
-    lf = assign_splits(res.frame, split, source=str(path))
-    n_train = lf.filter(pl.col("split") == 0).select(pl.len()).collect(engine="streaming").item()
-    if n_train == 0:
-        total = lf.select(pl.len()).collect(engine="streaming").item()
-        what = (
-            "no data lines"
-            if total == 0
-            else f"no training rows among its {total} rows ({split.method} split)"
-        )
-        raise MalformedLineError(f"{path}: {what}; expected {spec.format} lines with a label and features")
-    encoder = FeatureEncoder.fit(lf.filter(pl.col("split") == 0), spec.fields)
-    for warning in encoder.warnings():
-        print(f"polyhead-ctr: {path}: {warning}")
     tmp = out.with_name(out.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    encoded = encoder.transform(lf)
-    keep = ["line", "split", "label", *(["id"] if "id" in encoded.collect_schema() else [])]
-    keep += [c for c in encoded.collect_schema() if c.startswith(("idx_", "val_"))]
-    encoded.select(keep).sink_parquet(tmp / "data.parquet", engine="streaming")
-    counts = pl.scan_parquet(tmp / "data.parquet").group_by("split").len().collect()
-    rows = {name: int(counts.filter(pl.col("split") == i)["len"].sum()) for name, i in SPLITS.items()}
+    reader = BlockReader.open(path, spec, block_bytes=block_bytes)
+    done, how = None, "lines"
+    if reader is not None:
+        try:
+            done, how = _encode_blocks(reader, spec, split, tmp / "data.parquet"), "blocks"
+        except NotFastReadable as why:
+            print(f"polyhead-ctr: {path}: reading line by line ({why})")
+    if done is None:
+        done = _encode_lines(path, spec, split, tmp / "data.parquet", skip_bad_lines=skip_bad_lines)
+    encoder, rows, skipped = done
     encoder.save(tmp / "encoder.json")
     meta = {
         "source": str(path),
@@ -93,12 +95,97 @@ def preprocess(
         "skipped_lines": sum(skipped.values()),
         "skipped_by_reason": skipped,
         "split": asdict(split),
+        "reader": how,
         "encoder": encoder.summary(),
         "seconds": time.perf_counter() - t0,
     }
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
     tmp.rename(out)
     return out
+
+
+def _no_train_rows(path: Path, spec: DatasetSpec, split: SplitSpec, total: int) -> MalformedLineError:
+    what = (
+        "no data lines" if total == 0 else f"no training rows among its {total} rows ({split.method} split)"
+    )
+    return MalformedLineError(f"{path}: {what}; expected {spec.format} lines with a label and features")
+
+
+def _keep(schema: pl.Schema) -> list[str]:
+    keep = ["line", "split", "label", *(["id"] if "id" in schema else [])]
+    return keep + [c for c in schema if c.startswith(("idx_", "val_"))]
+
+
+def _fitted_names(spec: DatasetSpec) -> list[str]:
+    return [f.name for f in spec.fields if f.type == "categorical" or f.numeric_mode != "scale"]
+
+
+def _encode_blocks(
+    reader: BlockReader, spec: DatasetSpec, split: SplitSpec, target: Path
+) -> tuple[FeatureEncoder, dict[str, int], dict[str, int]]:
+    """The block reader's two passes (fit, then encode into ``target``); see the module docstring."""
+    bounds, n_rows = None, None
+    if split.method == "time":  # one column of every row, before any row can be assigned
+        bounds = time_bounds(pl.concat([f.select("_time") for f in reader])["_time"], split)
+    elif split.method == "holdout_last":
+        n_rows = sum(f.height for f in reader)
+        check_holdout(split, n_rows, source=str(reader.path))
+    rule = split_expr(split, bounds=bounds, n_rows=n_rows)
+
+    def frames() -> Iterator[pl.DataFrame]:
+        offset = 0
+        for f in reader:
+            if n_rows is not None:  # holdout_last: the position among the rows
+                f = f.with_row_index("_row", offset=offset).with_columns(rule).drop("_row")
+                offset += f.height
+            else:
+                f = f.with_columns(rule)
+            yield f
+
+    counter = ValueCounter(_fitted_names(spec))
+    per_split = np.zeros(3, dtype=np.int64)
+    for f in frames():
+        per_split += np.bincount(f["split"].to_numpy(), minlength=3)[:3]
+        counter.add(f, where=pl.col("split") == 0)
+    if per_split[0] == 0:
+        raise _no_train_rows(reader.path, spec, split, int(per_split.sum()))
+    encoder = FeatureEncoder.fit_counts(counter.result(), spec.fields)
+    for warning in encoder.warnings():
+        print(f"polyhead-ctr: {reader.path}: {warning}")
+
+    schema = encoder.transform(pl.LazyFrame(schema={**reader.schema, "split": pl.UInt8})).collect_schema()
+    keep = _keep(schema)
+
+    def encoded(
+        with_columns: list[str] | None, predicate: pl.Expr | None, n_rows: int | None, batch_size: int | None
+    ) -> Iterator[pl.DataFrame]:
+        for f in frames():
+            df = encoder.transform(f.lazy()).select(with_columns or keep)
+            yield (df.filter(predicate) if predicate is not None else df).collect()
+
+    lf = register_io_source(encoded, schema={c: schema[c] for c in keep}, explain_name="polyhead-ctr blocks")
+    lf.sink_parquet(target, engine="streaming")
+    return encoder, dict(zip(SPLITS, per_split.tolist())), {}  # bad lines go to the line reader
+
+
+def _encode_lines(
+    path: Path, spec: DatasetSpec, split: SplitSpec, target: Path, *, skip_bad_lines: bool
+) -> tuple[FeatureEncoder, dict[str, int], dict[str, int]]:
+    """The line-level reader: every line validated (named or skipped and counted), lazy and streaming."""
+    res = read_raw(path, spec)
+    skipped = check_bad_lines(path, res, skip=skip_bad_lines)
+    lf = assign_splits(res.frame, split, source=str(path))
+    n_train = lf.filter(pl.col("split") == 0).select(pl.len()).collect(engine="streaming").item()
+    if n_train == 0:
+        raise _no_train_rows(path, spec, split, lf.select(pl.len()).collect(engine="streaming").item())
+    encoder = FeatureEncoder.fit(lf.filter(pl.col("split") == 0), spec.fields)
+    for warning in encoder.warnings():
+        print(f"polyhead-ctr: {path}: {warning}")
+    encoded = encoder.transform(lf)
+    encoded.select(_keep(encoded.collect_schema())).sink_parquet(target, engine="streaming")
+    counts = pl.scan_parquet(target).group_by("split").len().collect()
+    rows = {name: int(counts.filter(pl.col("split") == i)["len"].sum()) for name, i in SPLITS.items()}
+    return encoder, rows, skipped
 
 
 def transform_file(

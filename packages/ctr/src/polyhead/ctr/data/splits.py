@@ -87,42 +87,60 @@ def hash_split(seed: int) -> pl.Expr:
     return pl.when(bucket < 8).then(0).when(bucket == 8).then(1).otherwise(2).cast(pl.UInt8).alias("split")
 
 
-def _time_thresholds(lf: pl.LazyFrame, spec: SplitSpec) -> tuple[object, object, pl.Expr]:
-    # Thresholds from the sorted time values (one column in memory, not the rows); numeric text compares
-    # as numbers, so "9" < "10".
-    t = lf.select(pl.col("_time")).collect(engine="streaming")["_time"]
-    if t.dtype == pl.Utf8:
-        as_num = t.str.strip_chars().cast(pl.Float64, strict=False)
+def time_bounds(times: pl.Series, spec: SplitSpec) -> tuple[object, object, bool]:
+    """The validation and test thresholds of a time split from every row's time value, and whether the
+    values compare as numbers (numeric text does, so "9" < "10"). One column in memory, not the rows."""
+    numeric = False
+    if times.dtype == pl.Utf8:
+        as_num = times.str.strip_chars().cast(pl.Float64, strict=False)
         if as_num.null_count() == 0:
-            t, key = as_num, pl.col("_time").str.strip_chars().cast(pl.Float64)
-        else:
-            key = pl.col("_time")
-    else:
-        key = pl.col("_time")
-    t = t.sort()
+            times, numeric = as_num, True
+    t = times.sort()
     n = len(t)
     i_val = min(n - 1, int(n * (1 - spec.val_fraction - spec.test_fraction)))
     i_test = min(n - 1, int(n * (1 - spec.test_fraction)))
-    return t[i_val], t[i_test], key
+    return t[i_val], t[i_test], numeric
+
+
+def split_expr(
+    spec: SplitSpec, *, bounds: tuple[object, object, bool] | None = None, n_rows: int | None = None
+) -> pl.Expr:
+    """The ``split`` column (UInt8) of a frame with ``line`` (hash), ``_split`` (column), ``_time`` (time, with
+    :func:`time_bounds`) or ``_row``, the position among the good rows (holdout_last, with ``n_rows``)."""
+    if spec.method == "hash":
+        return hash_split(spec.seed)
+    if spec.method == "column":
+        return pl.col("_split").alias("split")
+    if spec.method == "time":
+        assert bounds is not None
+        t_val, t_test, numeric = bounds
+        key = pl.col("_time").str.strip_chars().cast(pl.Float64) if numeric else pl.col("_time")
+        split = pl.when(key < t_val).then(0).when(key < t_test).then(1).otherwise(2)
+        return split.cast(pl.UInt8).alias("split")
+    assert n_rows is not None and spec.holdout_last is not None
+    k, row = spec.holdout_last, pl.col("_row")
+    split = pl.when(row >= n_rows - k).then(2).when(row >= n_rows - 2 * k).then(1).otherwise(0)
+    return split.cast(pl.UInt8).alias("split")
+
+
+def check_holdout(spec: SplitSpec, n_rows: int, *, source: str) -> None:
+    """Refuse a ``holdout_last`` that leaves no training rows."""
+    k = spec.holdout_last
+    assert k is not None
+    if n_rows <= 2 * k:
+        raise ValueError(
+            f"{source}: data.holdout_last {k} holds out {2 * k} rows (validation + test) of {n_rows}: nothing is left to train on"
+        )
 
 
 def assign_splits(lf: pl.LazyFrame, spec: SplitSpec, *, source: str) -> pl.LazyFrame:
     """``lf`` (the reader's good rows) with a ``split`` column (UInt8: 0 train, 1 val, 2 test)."""
-    if spec.method == "hash":
-        return lf.with_columns(hash_split(spec.seed))
-    if spec.method == "column":
-        return lf.with_columns(pl.col("_split").alias("split"))
+    if spec.method in ("hash", "column"):
+        return lf.with_columns(split_expr(spec))
     if spec.method == "time":
-        t_val, t_test, key = _time_thresholds(lf, spec)
-        split = pl.when(key < t_val).then(0).when(key < t_test).then(1).otherwise(2)
-        return lf.with_columns(split.cast(pl.UInt8).alias("split"))
+        times = lf.select(pl.col("_time")).collect(engine="streaming")["_time"]
+        return lf.with_columns(split_expr(spec, bounds=time_bounds(times, spec)))
     n = lf.select(pl.len()).collect(engine="streaming").item()
-    k = spec.holdout_last
-    assert k is not None
-    if n <= 2 * k:
-        raise ValueError(
-            f"{source}: data.holdout_last {k} holds out {2 * k} rows (validation + test) of {n}: nothing is left to train on"
-        )
-    row = pl.col("_row")  # position among the good rows (a row index streams; a window over len() would not)
-    split = pl.when(row >= n - k).then(2).when(row >= n - 2 * k).then(1).otherwise(0)
-    return lf.with_row_index("_row").with_columns(split.cast(pl.UInt8).alias("split")).drop("_row")
+    check_holdout(spec, n, source=source)
+    # position among the good rows (a row index streams; a window over len() would not)
+    return lf.with_row_index("_row").with_columns(split_expr(spec, n_rows=n)).drop("_row")
