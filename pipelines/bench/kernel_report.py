@@ -35,10 +35,10 @@ ALL_FEATURES = {"HAS_BIAS": True, "HAS_KPM": True, "HAS_TILE": True, "IS_CAUSAL"
 
 
 def _signature(fn, dt: str, constexprs: dict) -> tuple[dict, dict]:
-    typed = {"LSE": "*fp32", "Delta": "*fp32", "DBias": "*fp32", "Kpm": "*i8", "Tile": "*i8",
+    typed = {"LSE": "*fp32", "Delta": "*fp32", "DBias": "*fp32", "DGate": "*fp32", "Kpm": "*i8", "Tile": "*i8",
              "Idx": "*i32", "Cnt": "*i32", "TileId": "*i32", "TQ": "*i32", "TSlot": "*i32", "TCnt": "*i32",
              "qk_scale": "fp32", "sm_scale": "fp32"}  # fmt: skip
-    tensors = {"Q", "K", "V", "Out", "OU", "Bias", "Gate", "DO", "DQ", "DK", "DV"}
+    tensors = {"Q", "K", "V", "Out", "OU", "Bias", "Gate", "DO", "DOU", "DQ", "DK", "DV"}
     sig = {}
     for name in fn.arg_names:
         if name in constexprs:
@@ -54,28 +54,30 @@ def _signature(fn, dt: str, constexprs: dict) -> tuple[dict, dict]:
     return sig, attrs
 
 
-def compile_one(kernel: str, cc: int, dt: str, head_dim: int, block: int, features: dict) -> dict:
+def compile_one(
+    kernel: str, cc: int, dt: str, head_dim: int, block: int, features: dict, candidate: int = 0
+) -> dict:
+    import torch
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
     from polyhead.attention.kernels import flash
 
-    fn = {"fwd": flash._fwd_kernel, "bwd_dq": flash._bwd_dq_kernel, "bwd_dkdv": flash._bwd_dkdv_kernel}[
-        kernel
-    ]
+    fn = {"fwd": flash._fwd_kernel, "bwd_pre": flash._bwd_pre_kernel, "bwd_dq": flash._bwd_dq_kernel,
+          "bwd_dkdv": flash._bwd_dkdv_kernel}[kernel]  # fmt: skip
     cons = {"HEAD_DIM": head_dim, "BLOCK_D": head_dim, "BLOCK_M": block, "BLOCK_N": block,
             "PRECISION": "tf32x3", "UPCAST": False,
             "HAS_BIAS": False, "HAS_KPM": False, "HAS_TILE": False, "IS_CAUSAL": False}  # fmt: skip
     cons.update(features)
-    if kernel == "fwd":
+    if kernel in ("fwd", "bwd_pre"):
         cons["HAS_GATE"] = features.get("HAS_BIAS", False)  # the gate rides with the "all features" build
     if kernel == "bwd_dq":
         cons["BIAS_GRAD"] = cons["HAS_BIAS"]
-    import torch
-
-    cfg = flash.launch_config(kernel, getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}.get(dt, "float32")),
-                              block, block, head_dim, cc)  # fmt: skip
+    if kernel == "bwd_pre":  # reads no scores: only the gate matters
+        cons = {k: cons[k] for k in ("HEAD_DIM", "BLOCK_D", "HAS_GATE")}
+    torch_dt = getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}.get(dt, "float32"))
+    cfg = dict(flash.launch_configs(kernel, torch_dt, block, block, head_dim, cc)[candidate])
     opts = {k: cfg.pop(k) for k in ("num_warps", "num_stages")}
     cons.update(cfg)
     sig, attrs = _signature(fn, dt, cons)
@@ -94,19 +96,31 @@ def compile_one(kernel: str, cc: int, dt: str, head_dim: int, block: int, featur
     spill = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", info)
     return {
         "kernel": kernel, "arch": f"sm_{cc}", "dtype": dt, "head_dim": head_dim, "block": block,
-        "features": "all" if features else "none", **opts, **cfg,
+        "features": "all" if features else "none", "candidate": candidate, **opts, **cfg,
         "registers": regs, "spill_stores": int(spill.group(1)), "spill_loads": int(spill.group(2)),
         "shared_bytes": int(compiled.metadata.shared), "smem_limit": SMEM_LIMIT[cc],
         "mma_sync": "mma.sync" in ptx, "wgmma": "wgmma.mma_async" in ptx,
     }  # fmt: skip
 
 
+KERNELS = ("fwd", "bwd_pre", "bwd_dq", "bwd_dkdv")
+
+
+def _candidates(kernel: str, cc: int, dt: str, d: int, block: int) -> range:
+    import torch
+
+    from polyhead.attention.kernels import flash
+
+    torch_dt = getattr(torch, {"fp16": "float16", "bf16": "bfloat16"}.get(dt, "float32"))
+    return range(len(flash.launch_configs(kernel, torch_dt, block, block, d, cc)))
+
+
 def configurations(quick: bool) -> list[tuple]:
-    """(kernel, arch, dtype, head dim, layout block, features) of every shipped configuration.
+    """(kernel, arch, dtype, head dim, layout block, features, candidate) of every shipped configuration.
 
     Head dims 16-128 compile to BLOCK_D 16, 32, 64 or 128 (the next power of two), each with every feature
     on; the forward also without features (head dims 64 and 128); the layout blocks 16, 32 and 128 (64 is
-    the default) for bf16 at head dim 64.
+    the default) for bf16 at head dim 64. Every autotuning candidate of ``flash.launch_configs`` is compiled.
     """
     dtypes = ["bf16"] if quick else list(DTYPES)
     dims = [64] if quick else [16, 32, 64, 128]
@@ -117,12 +131,14 @@ def configurations(quick: bool) -> list[tuple]:
                 if dt == "fp32" and d > 64:
                     continue  # not shipped: kernels.check refuses fp32 above head dim 64 (dK/dV spills)
                 if d >= 64:
-                    out.append(("fwd", cc, dt, d, 64, {}))
-                for kernel in ("fwd", "bwd_dq", "bwd_dkdv"):
-                    out.append((kernel, cc, dt, d, 64, dict(ALL_FEATURES)))
+                    out.append(("fwd", cc, dt, d, 64, {}, 0))
+                for kernel in KERNELS:
+                    for c in _candidates(kernel, cc, dt, d, 64):
+                        out.append((kernel, cc, dt, d, 64, dict(ALL_FEATURES), c))
         for block in () if quick else (16, 32, 128):
-            for kernel in ("fwd", "bwd_dq", "bwd_dkdv"):
-                out.append((kernel, cc, "bf16", 64, block, dict(ALL_FEATURES)))
+            for kernel in KERNELS:
+                for c in _candidates(kernel, cc, "bf16", 64, block):
+                    out.append((kernel, cc, "bf16", 64, block, dict(ALL_FEATURES), c))
     return out
 
 
@@ -133,11 +149,13 @@ def problems(row: dict) -> list[str]:
     if row["shared_bytes"] > row["smem_limit"]:
         out.append("shared memory over the limit")
     if row["dtype"] != "fp32":
-        if row["arch"] == "sm_80" and not row["mma_sync"]:
+        if row["arch"] == "sm_80" and not row["mma_sync"] and row["kernel"] != "bwd_pre":
             out.append("no mma.sync")
-        # wgmma works on 64-row warpgroup tiles: a forward on smaller layout blocks (16, 32) cannot use it
-        if row["arch"] == "sm_90" and row["kernel"] == "fwd" and row["SUB_M"] >= 64 and not row["wgmma"]:
-            out.append("no wgmma in the forward")
+        # wgmma works on 64-row warpgroup tiles: kernels on smaller layout blocks (16, 32) cannot use it.
+        # The rows of a dot's first operand: queries in the forward and dQ, keys in dK/dV (scores transposed).
+        rows = {"fwd": "SUB_M", "bwd_dq": "SUB_M", "bwd_dkdv": "SUB_N"}.get(row["kernel"])
+        if row["arch"] == "sm_90" and rows and row[rows] >= 64 and not row["wgmma"]:
+            out.append(f"no wgmma in {row['kernel']}")
     return out
 
 
@@ -152,15 +170,16 @@ def main() -> int:
         print("kernel report: triton is not installed; nothing to compile")
         return 0
     rows = []
-    hdr = (f"{'kernel':>9} {'arch':>6} {'dtype':>5} {'D':>4} {'tile':>5} {'feat':>5} {'warps':>5} {'regs':>5} "
-           f"{'spill':>6} {'smem KB':>8} {'mma':>4} {'wgmma':>6}  check")  # fmt: skip
+    hdr = (f"{'kernel':>9} {'arch':>6} {'dtype':>5} {'D':>4} {'block':>5} {'feat':>5} {'cand':>4} {'sub':>6} "
+           f"{'warps':>5} {'stg':>3} {'regs':>5} {'spill':>6} {'smem KB':>8} {'mma':>4} {'wgmma':>6}  check")  # fmt: skip
     print(hdr)
-    for kernel, cc, dt, d, block, feat in configurations(ns.quick):
-        r = compile_one(kernel, cc, dt, d, block, feat)
+    for kernel, cc, dt, d, block, feat, cand in configurations(ns.quick):
+        r = compile_one(kernel, cc, dt, d, block, feat, cand)
         r["problems"] = problems(r)
         rows.append(r)
         print(
-            f"{kernel:>9} {r['arch']:>6} {dt:>5} {d:>4} {block:>5} {r['features']:>5} {r['num_warps']:>5} "
+            f"{kernel:>9} {r['arch']:>6} {dt:>5} {d:>4} {block:>5} {r['features']:>5} {cand:>4} "
+            f"{str(r['SUB_M']) + 'x' + str(r.get('SUB_N', '-')):>6} {r['num_warps']:>5} {r['num_stages']:>3} "
             f"{r['registers']:>5} {r['spill_stores'] + r['spill_loads']:>6} {r['shared_bytes'] / 1024:>8.1f} "
             f"{'yes' if r['mma_sync'] else 'no':>4} {'yes' if r['wgmma'] else 'no':>6}  "
             f"{'ok' if not r['problems'] else ', '.join(r['problems'])}",
