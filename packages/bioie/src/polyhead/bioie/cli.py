@@ -1,6 +1,8 @@
 """``polyhead-bioie``: fit | validate | test | predict (LightningCLI) and ``generate``.
 
 polyhead-bioie generate out/ --docs 200      # generated abstracts as PubTator, BioC XML, TACRED JSON, parses
+
+Nothing heavy is imported here: ``--help`` answers without Lightning, ``generate`` without it either.
 """
 
 from __future__ import annotations
@@ -8,16 +10,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from polyhead.bioie.data.bioc_io import write_bioc
-from polyhead.bioie.data.generator import generate_split
-from polyhead.bioie.data.pubtator import write_parses, write_pubtator
-from polyhead.bioie.data.tacred import write_tacred
-from polyhead.bioie.datamodule import RelationDataModule
-from polyhead.bioie.module import RelationModule
-from polyhead.train import run_cli
+from polyhead.train.entry import run_domain_cli
 
 
 def generate_command(argv: list[str]) -> int:
+    """write generated abstracts in every format (PubTator, BioC XML, TACRED JSON, parses)"""
+    from polyhead.bioie.data.bioc_io import write_bioc
+    from polyhead.bioie.data.generator import generate_split
+    from polyhead.bioie.data.pubtator import write_parses, write_pubtator
+    from polyhead.bioie.data.tacred import write_tacred
+
     ap = argparse.ArgumentParser(
         prog="polyhead-bioie generate", description="write generated abstracts in every format"
     )
@@ -40,10 +42,10 @@ def generate_command(argv: list[str]) -> int:
 
 
 def main(args: list[str] | None = None) -> None:
-    run_cli(
+    run_domain_cli(
         "bioie",
-        RelationModule,
-        RelationDataModule,
+        model="polyhead.bioie.module:RelationModule",
+        datamodule="polyhead.bioie.datamodule:RelationDataModule",
         monitor="val/micro_f1",
         mode="max",
         trainer_defaults={"max_epochs": 5, "log_every_n_steps": 20},

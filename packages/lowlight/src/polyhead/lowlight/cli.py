@@ -2,20 +2,22 @@
 
 ``predict`` also takes an image file or folder as its first argument:
 ``polyhead-lowlight predict photo.jpg`` is ``polyhead-lowlight predict --data.predict_input photo.jpg``.
+
+Nothing heavy is imported here: ``--help`` answers without Lightning, ``generate`` without it either.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from polyhead.lowlight.data.scenes import generate_scenes
-from polyhead.lowlight.data.validation import AnnotationError
-from polyhead.lowlight.datamodule import LowLightDataModule
-from polyhead.lowlight.module import LowLightModule
-from polyhead.train import run_cli
+from polyhead.train.entry import run_domain_cli
 
 
 def generate_command(argv: list[str]) -> int:
+    """render the generated scenes (normal-light + dark copies, COCO JSON)"""
+    from polyhead.lowlight.data.scenes import generate_scenes
+
     ap = argparse.ArgumentParser(prog="polyhead-lowlight generate",
                                  description="render the generated scenes (normal-light + dark copies, COCO JSON)")  # fmt: skip
     ap.add_argument("out")
@@ -38,21 +40,24 @@ def _positional_predict(args: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
-    import sys
-
     argv = _positional_predict(list(sys.argv[1:] if args is None else args))
     try:
-        run_cli(
+        run_domain_cli(
             "lowlight",
-            LowLightModule,
-            LowLightDataModule,
+            model="polyhead.lowlight.module:LowLightModule",
+            datamodule="polyhead.lowlight.datamodule:LowLightDataModule",
             monitor="val/map",
             mode="max",
             trainer_defaults={"max_epochs": 8, "log_every_n_steps": 10, "gradient_clip_val": 10.0},
             extra_commands={"generate": generate_command},
             args=argv,
         )
-    except AnnotationError as err:
+    except Exception as err:
+        # imported here: an AnnotationError can only come after the data modules were imported
+        from polyhead.lowlight.data.validation import AnnotationError
+
+        if not isinstance(err, AnnotationError):
+            raise
         # Annotations are read when the trainer sets the data up, after the platform's config checks: the
         # report (every problem, one per line, with file and record) goes out as the CLI's error.
         print(f"polyhead-lowlight: error: {err}", file=sys.stderr, flush=True)

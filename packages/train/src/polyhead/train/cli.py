@@ -229,7 +229,7 @@ class PolyheadCLI(LightningCLI):
         if ckpt in (None, "best") and sub != "fit":
             src = exp_dir / run.version if run.version else rundir.latest_run_with_checkpoint(exp_dir)
             best = rundir.best_checkpoint(src) if src is not None else None
-            if best is not None:
+            if src is not None and best is not None:
                 return src, str(best)
             if ckpt == "best":
                 raise PolyheadConfigError(f"--ckpt_path best: no complete checkpoint under {exp_dir}")

@@ -200,7 +200,9 @@ class CostStats(Callback):
                 "timed_batches": len(times),
                 "step_ms_median": 1e3 * statistics.median(times) if times else None,
                 "step_ms_mean": 1e3 * statistics.fmean(times) if times else None,
-                "throughput": (sum(sizes) / sum(times)) if times and None not in sizes else None,
+                "throughput": (sum(s for s in sizes if s is not None) / sum(times))
+                if times and None not in sizes
+                else None,
                 "train_wall_s": time.perf_counter() - self._train_t0,
                 "peak_rss_mb": peak_mb,
                 "peak_rss_source": source,
@@ -234,7 +236,8 @@ class CostStats(Callback):
         def post_hook(module: Any, args: tuple, kwargs: dict, output: Any) -> None:
             module._capture_sink = module._polyhead_cost_prev
 
-        for name, m in attention_modules(pl_module).items():
+        for name, module in attention_modules(pl_module).items():
+            m: Any = module  # plain attributes on the module, not parameters or buffers
             m._polyhead_cost_name = name
             self._hooks.append(m.register_forward_pre_hook(pre_hook, with_kwargs=True))
             self._hooks.append(m.register_forward_hook(post_hook, with_kwargs=True, always_call=True))

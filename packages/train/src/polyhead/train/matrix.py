@@ -53,7 +53,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from polyhead.train.domains import BUDGETS, ENTRY_POINT_GROUP, AttentionSite, Domain
 
@@ -83,7 +83,7 @@ def site_refusal(cls: type, site: AttentionSite) -> str | None:
 
 
 def _causal_default(cls: type) -> bool | None:
-    param = inspect.signature(cls.__init__).parameters.get("causal")
+    param = inspect.signature(cls).parameters.get("causal")
     if param is None or param.default is inspect.Parameter.empty:
         return None
     return bool(param.default)
@@ -760,7 +760,9 @@ def plot_heatmap(payload: dict[str, Any], path: Path) -> Path | None:
     return path
 
 
-def log_wandb(payload: dict[str, Any], out: Path, heatmap: Path | None, mode: str) -> str | None:
+def log_wandb(
+    payload: dict[str, Any], out: Path, heatmap: Path | None, mode: Literal["online", "offline", "disabled"]
+) -> str | None:
     """One W&B run (offline by default) with the table (all domains) and the heatmap; returns its directory."""
     if mode == "disabled":
         return None

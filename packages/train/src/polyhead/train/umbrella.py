@@ -145,7 +145,9 @@ def cmd_demo(ns: argparse.Namespace) -> int:
             rows.extend(got)
             over = budget is not None and wall > budget
             run.update(status="ok", rows=len(got), over_budget=over)
-            verdict = f"over budget by {wall - budget:.0f} s" if over else "within budget"
+            verdict = (
+                f"over budget by {wall - budget:.0f} s" if over and budget is not None else "within budget"
+            )
             print(f"{tag}: done in {wall:.0f} s ({verdict if budget is not None else 'full'})", flush=True)
         else:
             failures[e.name] = f"{error} after {wall:.0f}s"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["config_problems"]
 
@@ -28,7 +28,7 @@ _FILE_SUFFIXES = ("_path", "_file", "manifest", "annotations")
 _FILE_NAMES = {"path", "file", "keypoints", "data_path"}
 
 
-def _is_num(v: Any) -> bool:
+def _is_num(v: Any) -> TypeGuard[int | float]:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 

@@ -31,6 +31,7 @@ class PolyheadWandbLogger(WandbLogger):
     """``WandbLogger`` whose run can be finished and continued (same id) mid-training."""
 
     segments = 1
+    _experiment: Any  # WandbLogger's run (or None before the first access)
 
     def flush_segment(self) -> None:
         """Finish the current run (its files become complete) and continue in a new segment, same id.

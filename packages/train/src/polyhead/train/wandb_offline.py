@@ -81,7 +81,7 @@ def _read_file(path: Path, run: OfflineRun) -> None:
         data = ds.scan_data()
         if data is None:
             break
-        rec = pb.Record()
+        rec = pb.Record()  # type: ignore[attr-defined]  # generated protobuf class, absent from the stubs
         rec.ParseFromString(data)
         kind = rec.WhichOneof("record_type")
         if kind == "history":
