@@ -194,3 +194,19 @@ def test_pipeline_runs_models_and_writes_report(tmp_path: Path) -> None:
         assert 0 <= rec["r2"] <= 1
     assert "| model | main | pair:C1xC2 |" in text and text.count("| fm |") == 2
     assert "Bayes-optimal test AUC" in text  # from any model's run on generated data, not only AutoInt's
+
+
+def test_fit_help_imports_no_data_engine() -> None:
+    """``polyhead-ctr fit --help`` needs the signatures only: polars, onnx and matplotlib's pyplot stay unimported."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from polyhead.ctr.cli import main\n"
+        "try:\n    main(['fit', '--help'])\nexcept SystemExit:\n    pass\n"
+        "print(sorted(m for m in ('polars', 'onnx', 'onnxruntime', 'polyhead.ctr.data.prepare') if m in sys.modules))"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "--data.holdout_last" in res.stdout
+    assert res.stdout.strip().splitlines()[-1] == "[]"

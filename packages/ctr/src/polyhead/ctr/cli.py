@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyhead.ctr.data.synthetic import generate_criteo
 from polyhead.ctr.module import CTRDataModule, CTRModule
 from polyhead.train import run_cli
 from polyhead.train.cli import PolyheadConfigError
@@ -20,6 +19,8 @@ def generate_command(argv: list[str]) -> int:
     ap.add_argument("--rows", type=int, default=200_000)
     ap.add_argument("--seed", type=int, default=0)
     ns = ap.parse_args(argv)
+    from polyhead.ctr.data.synthetic import generate_criteo
+
     path = generate_criteo(ns.out, ns.rows, seed=ns.seed)
     print(f"wrote {ns.rows} rows to {path}")
     return 0

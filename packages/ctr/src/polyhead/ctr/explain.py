@@ -11,15 +11,14 @@ effect a model (any model, not only AutoInt) has learnt.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
+
+if TYPE_CHECKING:  # matplotlib is imported by the plot only (CLI start-up)
+    from matplotlib.figure import Figure
 
 
 def pair_scores(mean_maps: Tensor) -> Tensor:
@@ -67,6 +66,11 @@ def plot_field_attention(
     mean_maps: Tensor, names: Sequence[str], *, title: str = "AutoInt field attention"
 ) -> Figure:
     """Heatmaps: one per head of the first layer, plus the symmetric pair score over all layers/heads."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
     L, H, F, _ = mean_maps.shape
     fig, axes = plt.subplots(1, H + 1, figsize=(4.2 * (H + 1), 4.2), squeeze=False)
     panels = [(mean_maps[0, h], f"layer 0 head {h}") for h in range(H)] + [

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from polyhead.ctr.module import CTRModule, data_from_checkpoint
+from polyhead.ctr.data.tensors import data_from_checkpoint
+from polyhead.ctr.module import CTRModule
 
 
 class ProbabilityHead(nn.Module):

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import lightning.pytorch as pl
-import polars
 import torch
 import torch.nn.functional as F
 import torchmetrics
@@ -28,10 +27,7 @@ from torch import Tensor, nn
 from torch.utils.data import Dataset
 
 from polyhead.ctr.calibration import plot_reliability, reliability_bins
-from polyhead.ctr.data.encoder import FeatureEncoder
-from polyhead.ctr.data.formats import DatasetSpec, FieldSpec, avazu_spec, criteo_spec
-from polyhead.ctr.data.prepare import preprocess, transform_file
-from polyhead.ctr.data.splits import SplitSpec
+from polyhead.ctr.data.spec import DatasetSpec, FieldSpec, SplitSpec, avazu_spec, criteo_spec
 from polyhead.ctr.data.synthetic import (
     GENERATOR_VERSION,
     PLANTED_PAIRS,
@@ -42,6 +38,10 @@ from polyhead.ctr.data.synthetic import (
 from polyhead.ctr.explain import effect_recovery, pair_ranks, pair_scores, plot_field_attention, rank_pairs
 from polyhead.ctr.models import DNN, AutoInt, FactorizationMachine, LogisticRegression
 from polyhead.train import log_figure, run_dir, stateful_loader, tune_cpu_allocator
+
+# polars and the data engine (polyhead.ctr.data.encoder, .prepare, .tensors) are imported where data is read,
+# not at import: ``fit --help`` only needs the signatures. (No TYPE_CHECKING block either: LightningCLI's
+# jsonargparse executes those to resolve annotations.) The fitted encoder is typed ``Any`` here for that reason.
 
 ModelName = Literal["autoint", "autoint+", "lr", "fm", "dnn"]
 
@@ -59,25 +59,6 @@ class BatchSlices(Dataset):
     def __getitem__(self, i: int) -> tuple[Tensor, ...]:
         s = i * self.batch_size
         return tuple(t[s : s + self.batch_size] for t in self.tensors)
-
-
-def frame_to_tensors(df: polars.DataFrame, encoder: FeatureEncoder) -> tuple[Tensor, Tensor]:
-    """Encoded columns -> ``idx (N, F)`` int64 and ``val (N, F)`` float32 (1 for categorical fields)."""
-    idx = torch.from_numpy(df.select([f"idx_{n}" for n in encoder.names]).to_numpy().astype("int64"))
-    val = torch.ones(idx.shape, dtype=torch.float32)
-    for j, f in enumerate(encoder.fields):
-        if not f.is_categorical:
-            val[:, j] = torch.from_numpy(df[f"val_{f.name}"].to_numpy())
-    return idx, val
-
-
-def data_from_checkpoint(checkpoint: dict[str, Any]) -> tuple[FeatureEncoder, DatasetSpec] | None:
-    """The feature encoder and data spec a checkpoint was trained with (None for one written without)."""
-    if "ctr_encoder" not in checkpoint or "ctr_data_spec" not in checkpoint:
-        return None
-    spec = dict(checkpoint["ctr_data_spec"])
-    spec["fields"] = [FieldSpec(**f) for f in spec["fields"]]
-    return FeatureEncoder.from_dict(checkpoint["ctr_encoder"]), DatasetSpec(**spec)
 
 
 class CTRDataModule(pl.LightningDataModule):
@@ -176,7 +157,7 @@ class CTRDataModule(pl.LightningDataModule):
                 for f in fields or []
             ]
             self.spec = DatasetSpec(format, label, specs, id_column, split_column, time_column)
-        self.encoder: FeatureEncoder | None = None
+        self.encoder: Any = None  # polyhead.ctr.data.encoder.FeatureEncoder once set up
         self.cache: Path | None = None
         self.planted = self.data_path is None
         self.skipped: dict[str, int] = {}
@@ -195,6 +176,8 @@ class CTRDataModule(pl.LightningDataModule):
         return path
 
     def _preprocess(self) -> Path:
+        from polyhead.ctr.data.prepare import preprocess
+
         return preprocess(
             self.source_path(),
             self.spec,
@@ -212,6 +195,11 @@ class CTRDataModule(pl.LightningDataModule):
             return
         if self.cache is not None:
             return
+        import polars
+
+        from polyhead.ctr.data.encoder import FeatureEncoder
+        from polyhead.ctr.data.tensors import frame_to_tensors
+
         self.cache = self._preprocess()
         self.encoder = FeatureEncoder.load(self.cache / "encoder.json")
         meta = json.loads((self.cache / "meta.json").read_text())
@@ -234,7 +222,7 @@ class CTRDataModule(pl.LightningDataModule):
                 idx, val, y = idx[perm], val[perm], y[perm]
             self.splits[name] = (idx.contiguous(), val.contiguous(), y.contiguous())
 
-    def _saved_data(self) -> tuple[FeatureEncoder, DatasetSpec] | None:
+    def _saved_data(self) -> tuple[Any, DatasetSpec] | None:
         # Set by CTRModule.on_load_checkpoint, which Lightning calls after setup and before the dataloaders.
         module = self.trainer.lightning_module if self.trainer is not None else None
         return getattr(module, "loaded_data", None)
@@ -244,6 +232,10 @@ class CTRDataModule(pl.LightningDataModule):
             return
         if self.predict_path is None:
             raise ValueError("predict needs data.predict_path (a file in the training data's format)")
+        from polyhead.ctr.data.encoder import FeatureEncoder
+        from polyhead.ctr.data.prepare import transform_file
+        from polyhead.ctr.data.tensors import frame_to_tensors
+
         saved = self._saved_data()
         if saved is not None:  # the run's own encoder and format: nothing is rebuilt from other files
             self.encoder, spec = saved
@@ -342,7 +334,7 @@ class CTRModule(pl.LightningModule):
         self._map_count = 0
         self._test_logits: list[Tensor] = []
         self._predictions: list[Tensor] = []
-        self.loaded_data: tuple[FeatureEncoder, DatasetSpec] | None = None
+        self.loaded_data: tuple[Any, DatasetSpec] | None = None  # (FeatureEncoder, DatasetSpec)
 
     def build(self, cardinalities: list[int]) -> None:
         hp = self.hparams
@@ -396,6 +388,8 @@ class CTRModule(pl.LightningModule):
             checkpoint["ctr_encoder"], checkpoint["ctr_data_spec"] = state["encoder"], state["spec"]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from polyhead.ctr.data.tensors import data_from_checkpoint
+
         if self.net is None and checkpoint.get("ctr_cardinalities"):
             self.build(checkpoint["ctr_cardinalities"])
         self.loaded_data = data_from_checkpoint(checkpoint)
@@ -526,6 +520,8 @@ class CTRModule(pl.LightningModule):
         id_name, ids = dm.predict_ids
         path = Path(dm.predict_output) if dm.predict_output else run_dir(self.trainer) / "predictions.csv"
         path.parent.mkdir(parents=True, exist_ok=True)
+        import polars
+
         out = polars.DataFrame({id_name: ids, "probability": probs})
         out.write_parquet(path) if path.suffix in (".parquet", ".pq") else out.write_csv(path)
         skipped = f" ({sum(dm.skipped.values())} malformed lines skipped)" if dm.skipped else ""

@@ -12,127 +12,17 @@ quoted (RFC 4180, ``""`` for a quote inside a quoted field, no line breaks insid
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import polars as pl
 
-FieldType = Literal["categorical", "numeric"]
-
-
-@dataclass(frozen=True)
-class FieldSpec:
-    """One input column.
-
-    Attributes:
-        name: column name.
-        type: ``categorical`` or ``numeric``.
-        min_count: categorical values seen fewer times in the training split map to the field's OOV index.
-        numeric_mode: how a numeric field enters the model (see ``polyhead.ctr.data.buckets``): ``bucket``
-            (log buckets floor(ln(x)^2), or quantile buckets where the log buckets would keep fewer than
-            ``min_buckets`` distinct values), ``log``, ``quantile`` (forced), or ``scale`` (the value times
-            the field embedding).
-        integer: a numeric field that must hold integers (Criteo's counts): ``3.5`` or ``1e9`` is a
-            malformed line, not a silently accepted float.
-        min_buckets: the fewest distinct buckets ``bucket`` accepts from the log transform.
-        num_quantiles: quantile buckets of a field (at most; fewer where it has fewer distinct values).
-    """
-
-    name: str
-    type: FieldType
-    min_count: int = 10
-    numeric_mode: Literal["bucket", "log", "quantile", "scale"] = "bucket"
-    integer: bool = False
-    min_buckets: int = 8
-    num_quantiles: int = 32
-
-    def __post_init__(self) -> None:
-        if self.type not in ("categorical", "numeric"):
-            raise ValueError(
-                f"field {self.name!r}: type must be 'categorical' or 'numeric', got {self.type!r}"
-            )
-        if self.numeric_mode not in ("bucket", "log", "quantile", "scale"):
-            raise ValueError(
-                f"field {self.name!r}: numeric_mode must be bucket, log, quantile or scale, got {self.numeric_mode!r}"
-            )
-        if self.min_count < 1 or self.min_buckets < 1 or self.num_quantiles < 2:
-            raise ValueError(
-                f"field {self.name!r}: min_count, min_buckets >= 1 and num_quantiles >= 2 required"
-            )
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    """A whole file: its layout, label and feature fields."""
-
-    format: Literal["criteo", "avazu", "csv", "tsv", "parquet"]
-    label: str
-    fields: list[FieldSpec]
-    id_column: str | None = None
-    split_column: str | None = None
-    time_column: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def names(self) -> list[str]:
-        return [f.name for f in self.fields]
-
-
-def criteo_spec(min_count: int = 10, numeric_mode: str = "bucket", **numeric: int) -> DatasetSpec:
-    """Criteo display-ads layout: label, I1..I13 (integer counts), C1..C26 (hashed categories).
-
-    ``numeric`` passes ``min_buckets`` / ``num_quantiles`` to the integer fields.
-    """
-    fields = [
-        FieldSpec(f"I{i}", "numeric", min_count, numeric_mode, integer=True, **numeric)  # type: ignore[arg-type]
-        for i in range(1, 14)
-    ]
-    fields += [FieldSpec(f"C{i}", "categorical", min_count) for i in range(1, 27)]
-    return DatasetSpec("criteo", "label", fields)
-
-
-AVAZU_CATEGORICAL = [
-    "hour",
-    "C1",
-    "banner_pos",
-    "site_id",
-    "site_domain",
-    "site_category",
-    "app_id",
-    "app_domain",
-    "app_category",
-    "device_id",
-    "device_ip",
-    "device_model",
-    "device_type",
-    "device_conn_type",
-    "C14",
-    "C15",
-    "C16",
-    "C17",
-    "C18",
-    "C19",
-    "C20",
-    "C21",
-]
-
-
-def avazu_spec(
-    min_count: int = 10, *, split_column: str | None = None, time_column: str | None = None
-) -> DatasetSpec:
-    """Avazu layout: ``id,click,hour,C1,...`` with every feature categorical (hour as hour-of-day).
-
-    ``time_column="hour"`` orders by the full ``YYMMDDHH`` timestamp (the feature keeps the hour of day).
-    """
-    return DatasetSpec(
-        "avazu",
-        "click",
-        [FieldSpec(c, "categorical", min_count) for c in AVAZU_CATEGORICAL],
-        "id",
-        split_column=split_column,
-        time_column=time_column,
-    )
+# The specs are defined without polars in spec.py (for a fast CLI start) and re-exported here.
+from polyhead.ctr.data.spec import AVAZU_CATEGORICAL as AVAZU_CATEGORICAL
+from polyhead.ctr.data.spec import DatasetSpec as DatasetSpec
+from polyhead.ctr.data.spec import FieldSpec as FieldSpec
+from polyhead.ctr.data.spec import avazu_spec as avazu_spec
+from polyhead.ctr.data.spec import criteo_spec as criteo_spec
 
 
 class MalformedLineError(ValueError):

@@ -16,69 +16,9 @@ The feature encoder is fitted on the train rows only, whichever way they were ch
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import polars as pl
 
-
-@dataclass(frozen=True)
-class SplitSpec:
-    """How rows are assigned to train (0), validation (1) and test (2); see the module docstring."""
-
-    method: str = "hash"
-    seed: int = 0
-    holdout_last: int | None = None
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-
-    def __post_init__(self) -> None:
-        if self.method not in ("hash", "column", "time", "holdout_last"):
-            raise ValueError(f"split method must be hash, column, time or holdout_last, got {self.method!r}")
-        if self.method == "holdout_last" and (self.holdout_last is None or self.holdout_last < 1):
-            raise ValueError(f"data.holdout_last must be a positive number of rows, got {self.holdout_last}")
-        if not (
-            0 < self.val_fraction < 1
-            and 0 < self.test_fraction < 1
-            and self.val_fraction + self.test_fraction < 1
-        ):
-            raise ValueError(
-                f"data.val_fraction ({self.val_fraction}) and data.test_fraction ({self.test_fraction}) must be "
-                "in (0, 1) with a sum below 1"
-            )
-
-    @classmethod
-    def from_options(
-        cls,
-        *,
-        seed: int,
-        split_column: str | None,
-        time_column: str | None,
-        holdout_last: int | None,
-        val_fraction: float = 0.1,
-        test_fraction: float = 0.1,
-    ) -> SplitSpec:
-        """The split the data options ask for; more than one way at once is a ValueError."""
-        chosen = [
-            n
-            for n, on in (
-                ("data.split_column", split_column),
-                ("data.time_column", time_column),
-                ("data.holdout_last", holdout_last),
-            )
-            if on
-        ]
-        if len(chosen) > 1:
-            raise ValueError(f"choose one way to split the data, got {' and '.join(chosen)}")
-        method = (
-            "column"
-            if split_column
-            else "time"
-            if time_column
-            else "holdout_last"
-            if holdout_last
-            else "hash"
-        )
-        return cls(method, seed, holdout_last, val_fraction, test_fraction)
+from polyhead.ctr.data.spec import SplitSpec as SplitSpec
 
 
 def hash_split(seed: int) -> pl.Expr:

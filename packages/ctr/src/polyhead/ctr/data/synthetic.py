@@ -26,7 +26,6 @@ import functools
 from pathlib import Path
 
 import numpy as np
-import polars as pl
 
 GENERATOR_VERSION = 2
 NUM_INT, NUM_CAT = 13, 26
@@ -145,6 +144,8 @@ def true_effects(rows: int, *, seed: int = 0, chunk_rows: int = 500_000) -> dict
 
 def generate_criteo(path: str | Path, rows: int, *, seed: int = 0, chunk_rows: int = 500_000) -> Path:
     """Write ``rows`` Criteo-format lines to ``path`` (chunked: any size from 10^4 to 10^7 fits in memory)."""
+    import polars as pl  # the writer only: importing the constants stays light (CLI start-up)
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     hex_vocab = [np.array([f"{h:08x}" for h in hashes]) for hashes in _world(seed)[1]]
