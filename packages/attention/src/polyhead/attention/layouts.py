@@ -183,14 +183,10 @@ def union_group_size(layout: BlockLayout, batch_heads: int, budget: int, kv_dim:
     Sharing a gather copies the key blocks that consecutive query blocks have in common once, but attends
     every query block of the group to the whole union. A group of ``m`` query blocks with a union of ``U``
     key blocks holds ``U * block_k * (2 * m * block_q + kv_dim)`` elements (scores weigh twice: they and
-    their probabilities exist at once; ``kv_dim`` = key + value width of a head). With 64-token blocks and
-    16-wide heads (the attention bench) this gives groups of 2 for S2's default layout at L = 16384 (union
-    1.05 x the listed blocks; peak 54 MB, against 69 MB with single query blocks and 48 MB with groups of
-    4 whose union is 1.14 x; fwd + bwd of the core on one thread 1.26 s, against 1.22 and 1.30 s), single
-    blocks for DuoAttention's sink + window (its union grows a block per query block: 1.17 x for pairs)
-    and the largest group the budget allows for dense causal heads (1.78 s against 1.96 s for single
-    blocks at L = 8192). A group is capped to ``budget`` score elements (``batch_heads`` = batch x heads),
-    one query block at least.
+    their probabilities exist at once; ``kv_dim`` = key + value width of a head). A strided shard or dense
+    heads form groups; a sliding window, whose union grows with the group, stays at single query blocks
+    (the measured sizes, memory and times: packages/attention/README.md, "Query-block groups"). A group is
+    capped to ``budget`` score elements (``batch_heads`` = batch x heads), one query block at least.
     """
     nq = layout.indices.shape[1]
     bq, bk = layout.block_q, layout.block_k

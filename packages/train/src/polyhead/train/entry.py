@@ -13,8 +13,7 @@
 
 is :func:`polyhead.train.cli.run_cli` with the LightningModule and DataModule named by ``"module:Class"``
 strings: ``polyhead-<domain> --help`` answers from this file (Lightning's import, with torchmetrics,
-torchvision and scipy behind it, costs seconds: the issue measured 16.7 s on an idle 2-core machine
-without byte-code), an extra command (``extract``, ``generate``, ...) imports only what it uses, and
+torchvision and scipy behind it, costs seconds; README: "Start-up cost"), an extra command (``extract``, ``generate``, ...) imports only what it uses, and
 ``fit``/``test``/... import the classes and run :func:`~polyhead.train.cli.run_cli` exactly as before.
 """
 
