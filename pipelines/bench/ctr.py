@@ -1,16 +1,23 @@
-"""Benchmark: CTR preprocessing, streaming memory and time against eager loading and a pandas pipeline.
+"""Benchmark: CTR preprocessing against a pandas pipeline, and AutoInt training against DeepCTR-Torch.
 
-    uv run --group bench python pipelines/bench/ctr.py [--rows 5000000]
+    uv run --group bench python pipelines/bench/ctr.py --train-rows 0            # preprocessing, 1M rows
+    uv run --group bench python pipelines/bench/ctr.py --steps '' --threads 1    # training only
 
-Generates a Criteo-format file, then measures each step in a fresh subprocess (peak resident memory
-from ``ru_maxrss``, wall time):
+Writes a generated Criteo-format file (``--rows``, default 1,000,000: ``polyhead.ctr.data.synthetic``'s
+generator, written into ``--workdir``, not a committed file), then measures each preprocessing step in a
+fresh subprocess (wall time of the step with its modules already imported; peak resident memory from
+``ru_maxrss``, which counts the pages of a memory-mapped input file too):
 
-- ``polyhead``: the package's preprocessing (lazy scan, validation, split, encoder fit on train,
-  encoded Parquet written with a streaming sink);
-- ``polars eager``: just loading the file as a DataFrame with ``pl.read_csv`` (what "the file loaded as a
-  DataFrame" costs);
+- ``polyhead``: the package's preprocessing (``polyhead.ctr.data.prepare.preprocess``: validation, hash
+  split, encoder fitted on the train rows, encoded Parquet cache); the reader it used is recorded;
 - ``pandas + LabelEncoder``: the DeepCTR-Torch example pipeline (``pd.read_csv``, fill NA, a scikit-learn
-  ``LabelEncoder`` per categorical column, ``MinMaxScaler`` on the dense ones).
+  ``LabelEncoder`` per categorical column, ``MinMaxScaler`` on the dense ones);
+- ``polars eager``: just loading the file as a DataFrame with ``pl.read_csv`` (what "the file loaded as a
+  DataFrame" costs).
+
+``--prep-repeats`` rounds alternate the order of the steps; the speed ratio (pandas seconds / polyhead
+seconds) and the memory ratio (polyhead peak / pandas peak) are computed per round and their medians
+reported, with the load average before each step and the CPU model (the machine may be shared).
 
 and, with ``--train-rows N`` (default 200k), the AutoInt training comparison on the same encoded data
 (every field as a categorical index; embedding 16, 3 attention layers, 2 heads, Adam 1e-3, batch 1024,
@@ -48,6 +55,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -55,11 +63,21 @@ import time
 from pathlib import Path
 
 
+def _polyhead_imports() -> None:
+    import polyhead.ctr.data.prepare  # noqa: F401
+
+
 def _polyhead(path: str, cache: str) -> None:
     from polyhead.ctr.data.formats import criteo_spec
     from polyhead.ctr.data.prepare import preprocess
 
-    preprocess(path, criteo_spec(), cache)
+    out = preprocess(path, criteo_spec(), cache)
+    meta = json.loads((out / "meta.json").read_text())
+    print(f"reader: {meta['reader']}", file=sys.stderr)
+
+
+def _polars_imports() -> None:
+    import polars  # noqa: F401
 
 
 def _polars_eager(path: str, cache: str) -> None:
@@ -67,6 +85,11 @@ def _polars_eager(path: str, cache: str) -> None:
 
     df = pl.read_csv(path, separator="\t", has_header=False, infer_schema_length=10000)
     print(f"dataframe estimated size {df.estimated_size() / 2**20:.0f} MB", file=sys.stderr)
+
+
+def _pandas_imports() -> None:
+    import pandas  # noqa: F401
+    import sklearn.preprocessing  # noqa: F401
 
 
 def _pandas(path: str, cache: str) -> None:
@@ -81,6 +104,16 @@ def _pandas(path: str, cache: str) -> None:
     for c in sparse:
         df[c] = LabelEncoder().fit_transform(df[c])
     df[dense] = MinMaxScaler(feature_range=(0, 1)).fit_transform(df[dense])
+
+
+def cpu_model() -> str:
+    """The CPU's model name and core count (from /proc/cpuinfo where there is one)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        names = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else 'unknown CPU'}, {os.cpu_count()} logical cores"
 
 
 def _encoded(cache: str) -> tuple:
@@ -229,7 +262,12 @@ def _opt_args(opts: dict) -> list[str]:
     ]
 
 
-STEPS = {"polyhead": _polyhead, "polars eager": _polars_eager, "pandas + LabelEncoder": _pandas}
+STEPS = {"polyhead": _polyhead, "pandas + LabelEncoder": _pandas, "polars eager": _polars_eager}
+STEP_IMPORTS = {
+    "polyhead": _polyhead_imports,
+    "pandas + LabelEncoder": _pandas_imports,
+    "polars eager": _polars_imports,
+}
 TRAINERS = {
     "polyhead AutoInt": _train_polyhead,
     "DeepCTR-Torch AutoInt": _train_deepctr,
@@ -239,7 +277,10 @@ TRAINERS = {
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument(
+        "--prep-repeats", type=int, default=3, help="rounds of the preprocessing steps (alternating order)"
+    )
     ap.add_argument("--workdir", default="runs/bench/ctr")
     ap.add_argument("--steps", default=",".join(STEPS))
     ap.add_argument("--out", default="runs/bench/ctr.json")
@@ -277,6 +318,7 @@ def main() -> None:
         return
     if ns._step:
         name, path, cache = ns._step
+        STEP_IMPORTS[name]()  # not timed: the interpreter and library start-up are the same for any file
         t0 = time.perf_counter()
         STEPS[name](path, cache)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -294,25 +336,53 @@ def main() -> None:
         print(f"generated {ns.rows} rows in {time.perf_counter() - t0:.0f}s")
     size_mb = data.stat().st_size / 2**20 if steps else 0.0
     rows = []
-    for name in steps:
-        cache = work / f"cache_{time.time_ns()}"
-        res = subprocess.run(
-            [sys.executable, __file__, "--_step", name, str(data), str(cache)], capture_output=True, text=True
-        )
-        if res.returncode != 0:
-            rows.append({"step": name, "error": res.stderr.strip().splitlines()[-1]})
-            continue
-        r = json.loads(res.stdout.strip().splitlines()[-1])
-        r["stderr"] = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
-        rows.append(r)
+    for rnd in range(ns.prep_repeats if steps else 0):
+        for name in steps if rnd % 2 == 0 else steps[::-1]:
+            cache = work / f"cache_{time.time_ns()}"
+            load = os.getloadavg()[0]
+            res = subprocess.run(
+                [sys.executable, __file__, "--_step", name, str(data), str(cache)],
+                capture_output=True,
+                text=True,
+            )
+            shutil.rmtree(cache, ignore_errors=True)
+            if res.returncode != 0:
+                rows.append({"step": name, "round": rnd, "error": res.stderr.strip().splitlines()[-1]})
+                continue
+            r = json.loads(res.stdout.strip().splitlines()[-1])
+            r["stderr"] = res.stderr.strip().splitlines()[-1:] if res.stderr.strip() else []
+            rows.append({**r, "round": rnd, "load_avg_1min": load})
+    prep: dict = {}
     if steps:
-        print(f"\nfile: {data} ({ns.rows} rows, {size_mb:.0f} MB)")
-        print(f"{'step':<24}{'seconds':>10}{'peak RSS MB':>14}")
+        print(f"\nfile: {data} ({ns.rows} rows, {size_mb:.0f} MB); {cpu_model()}")
+        print(f"{'round':<6}{'step':<24}{'seconds':>10}{'peak RSS MB':>14}{'load':>7}")
     for r in rows:
         if "error" in r:
-            print(f"{r['step']:<24}  error: {r['error']}")
+            print(f"{r['round']:<6}{r['step']:<24}  error: {r['error']}")
         else:
-            print(f"{r['step']:<24}{r['seconds']:>10.1f}{r['peak_rss_mb']:>14.0f}  {' '.join(r['stderr'])}")
+            print(
+                f"{r['round']:<6}{r['step']:<24}{r['seconds']:>10.2f}{r['peak_rss_mb']:>14.0f}"
+                f"{r['load_avg_1min']:>7.1f}  {' '.join(r['stderr'])}"
+            )
+    speed, memory = [], []
+    for rnd in range(ns.prep_repeats):
+        by = {r["step"]: r for r in rows if r["round"] == rnd and "error" not in r}
+        if "polyhead" in by and "pandas + LabelEncoder" in by:
+            ours, theirs = by["polyhead"], by["pandas + LabelEncoder"]
+            speed.append(theirs["seconds"] / ours["seconds"])
+            memory.append(ours["peak_rss_mb"] / theirs["peak_rss_mb"])
+    if speed:
+        prep = {
+            "speedup_vs_pandas": speed,
+            "median_speedup_vs_pandas": statistics.median(speed),
+            "memory_ratio_vs_pandas": memory,
+            "median_memory_ratio_vs_pandas": statistics.median(memory),
+        }
+        print(
+            "polyhead vs pandas + LabelEncoder per round: "
+            + ", ".join(f"{x:.2f}x faster at {m:.2f} of its peak RSS" for x, m in zip(speed, memory))
+            + f"; median {prep['median_speedup_vs_pandas']:.2f}x, {prep['median_memory_ratio_vs_pandas']:.2f}"
+        )
     training: list[dict] = []
     summary: dict = {}
     if ns.train_rows:
@@ -396,7 +466,15 @@ def main() -> None:
         }
     out = Path(ns.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    payload = {"rows": ns.rows, "file_mb": size_mb, "results": rows, "training": training, **summary}
+    payload = {
+        "rows": ns.rows,
+        "file_mb": size_mb,
+        "cpu": cpu_model(),
+        "results": rows,
+        **prep,
+        "training": training,
+        **summary,
+    }
     out.write_text(json.dumps(payload, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -138,8 +138,8 @@ class BlockReader:
             out["_time"] = self._schema[spec.time_column]()
         return pl.Schema(out)
 
-    def _byte_blocks(self) -> Iterator[tuple[bytes, int]]:
-        """``(block, first line number)``: whole lines, the header skipped, trailing blank lines dropped."""
+    def _byte_blocks(self) -> Iterator[tuple[bytes, int, int]]:
+        """``(block, first line number, lines)``: whole lines, the header skipped, trailing blank lines dropped."""
         size = self.path.stat().st_size
         with open(self.path, "rb") as f:
             line = 1
@@ -155,12 +155,17 @@ class BlockReader:
                 if f.tell() >= size:  # the last block: its trailing blank lines are not data
                     chunk = _drop_trailing_blank_lines(chunk)
                 if chunk:
-                    yield chunk, line
-                    line += chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+                    n_lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+                    yield chunk, line, n_lines
+                    line += n_lines
 
-    def parse(self, block: bytes, first_line: int) -> pl.DataFrame:
-        """One block's rows as the line-level reader's good-rows frame, or :class:`NotFastReadable`."""
-        n_lines = block.count(b"\n") + (not block.endswith(b"\n"))
+    def parse(self, block: bytes, first_line: int, n_lines: int | None = None) -> pl.DataFrame:
+        """One block's rows as the line-level reader's good-rows frame, or :class:`NotFastReadable`.
+
+        ``n_lines``: the block's line count where the caller has it.
+        """
+        if n_lines is None:
+            n_lines = block.count(b"\n") + (not block.endswith(b"\n"))
         # A one-byte search is a memchr over the block; the longer patterns are only looked for when their
         # first byte occurs at all (clean Criteo/Avazu logs have no spaces, quotes or non-ASCII bytes).
         for lead, patterns in self._markers:
@@ -217,8 +222,8 @@ class BlockReader:
         return format_features(df.lazy().select(keep), spec).collect()
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
-        for block, first_line in self._byte_blocks():
-            yield self.parse(block, first_line)
+        for block, first_line, n_lines in self._byte_blocks():
+            yield self.parse(block, first_line, n_lines)
 
 
 def _drop_trailing_blank_lines(buf: bytes) -> bytes:

@@ -15,7 +15,7 @@ import polars as pl
 
 # Partial counts are merged once this many (column, value) rows have piled up: bounds memory by the
 # distinct values while keeping the merges rare.
-MERGE_ROWS = 4_000_000
+MERGE_ROWS = 1_000_000
 
 
 def value_counts(frame: pl.DataFrame | pl.LazyFrame, names: list[str]) -> dict[str, pl.DataFrame]:

@@ -35,6 +35,9 @@ from polyhead.ctr.data.splits import SplitSpec, assign_splits, check_holdout, sp
 
 CACHE_VERSION = 3
 SPLITS = {"train": 0, "val": 1, "test": 2}
+# The cache is written once and read whole by the data module: lz4 without column statistics writes about
+# 1.5x faster than polars' default (zstd with statistics), for a file about 1.4x larger.
+PARQUET_OPTIONS: dict = {"compression": "lz4", "statistics": False}
 
 
 def file_fingerprint(path: Path) -> str:
@@ -164,7 +167,7 @@ def _encode_blocks(
             yield (df.filter(predicate) if predicate is not None else df).collect()
 
     lf = register_io_source(encoded, schema={c: schema[c] for c in keep}, explain_name="polyhead-ctr blocks")
-    lf.sink_parquet(target, engine="streaming")
+    lf.sink_parquet(target, engine="streaming", **PARQUET_OPTIONS)
     return encoder, dict(zip(SPLITS, per_split.tolist())), {}  # bad lines go to the line reader
 
 
@@ -182,7 +185,9 @@ def _encode_lines(
     for warning in encoder.warnings():
         print(f"polyhead-ctr: {path}: {warning}")
     encoded = encoder.transform(lf)
-    encoded.select(_keep(encoded.collect_schema())).sink_parquet(target, engine="streaming")
+    encoded.select(_keep(encoded.collect_schema())).sink_parquet(
+        target, engine="streaming", **PARQUET_OPTIONS
+    )
     counts = pl.scan_parquet(target).group_by("split").len().collect()
     rows = {name: int(counts.filter(pl.col("split") == i)["len"].sum()) for name, i in SPLITS.items()}
     return encoder, rows, skipped
