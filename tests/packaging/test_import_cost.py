@@ -80,6 +80,16 @@ def test_attention_core_is_light() -> None:
     assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
 
 
+def test_head_analysis_imports_matplotlib_only_to_plot() -> None:
+    loaded = _modules_after("import polyhead.attention.analysis")
+    assert not loaded & set(HEAVY), sorted(loaded & set(HEAVY))
+    loaded = _modules_after(
+        "import torch; from polyhead.attention.analysis import plot_head_importance\n"
+        "plot_head_importance({'layer': torch.rand(4)})"
+    )
+    assert "matplotlib" in loaded
+
+
 def test_platform_light_modules_do_not_import_lightning() -> None:
     code = (
         "import polyhead.train, polyhead.train.safety, polyhead.train.domains, polyhead.train.rundir, "

@@ -11,6 +11,7 @@ installed domains through the ``polyhead.domains`` entry points.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 # Names are imported from their module on first use (PEP 562): `import polyhead.train.safety` or
@@ -59,6 +60,10 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
+        # `polyhead.train.rundir` after a bare `import polyhead.train`, as when this file imported every
+        # submodule eagerly
+        if not name.startswith("_") and importlib.util.find_spec(f"polyhead.train.{name}") is not None:
+            return importlib.import_module(f"polyhead.train.{name}")
         raise AttributeError(f"module 'polyhead.train' has no attribute {name!r}")
     value = getattr(importlib.import_module(f"polyhead.train.{module}"), name)
     globals()[name] = value  # later lookups skip __getattr__

@@ -1,16 +1,28 @@
-"""Plot helpers returning matplotlib figures (Agg backend; nothing is shown), for reports and W&B."""
+"""Plot helpers returning matplotlib figures (Agg backend; nothing is shown), for reports and W&B.
+
+matplotlib is imported by the first plot, not with :mod:`polyhead.attention.analysis` (about a second of
+start-up that capture, head importance and the metrics do not need).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-import matplotlib
-
-matplotlib.use("Agg", force=False)
-import matplotlib.pyplot as plt
 import torch
-from matplotlib.figure import Figure
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def plot_attention_heads(
@@ -30,6 +42,7 @@ def plot_attention_heads(
     heads = w.shape[0]
     cols = min(max_cols, heads)
     rows = (heads + cols - 1) // cols
+    plt = _pyplot()
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
     for h in range(rows * cols):
         ax = axes[h // cols][h % cols]
@@ -54,6 +67,7 @@ def plot_attention_heads(
 def plot_head_importance(importance: Mapping[str, Tensor], *, title: str = "head importance") -> Figure:
     """Bars of head importance per layer (one group per module)."""
     names = list(importance)
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(max(4.0, 0.5 * sum(len(v) for v in importance.values())), 3.2))
     x = 0
     ticks, labels = [], []
@@ -74,6 +88,7 @@ def plot_head_importance(importance: Mapping[str, Tensor], *, title: str = "head
 
 def plot_pruning_sweep(rows: Sequence[Mapping[str, float]], *, metric: str = "metric") -> Figure:
     """Metric vs fraction of heads removed, by importance and at random (rows of :func:`pruning_sweep`)."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 3.2))
     fr = [r["fraction"] for r in rows]
     ax.plot(fr, [r["by_importance"] for r in rows], marker="o", label="least important first")
