@@ -3,9 +3,8 @@
 PyTorch's CPU tensors come from the C allocator. glibc serves blocks above its mmap threshold (128 KiB at
 first, raised on the fly up to 32 MiB) with fresh ``mmap`` calls and returns freed heap tops above its
 trim threshold to the kernel, so the large activations of every training step are page-faulted in again
-on every step. Measured on AutoInt (batch 1024, 39 fields, bf16 autocast, 1 thread, unfused attention):
-about 1.0 million minor page faults in 45 steps and 120 ms per step, against 0.17 million and 80 ms with
-the thresholds below; with the fused CPU attention kernel 61 against 53 ms (median).
+on every step (the page faults and step times measured on AutoInt: packages/train/README.md, "CPU memory
+allocator").
 
 :func:`tune_cpu_allocator` sets both thresholds once per process (``mallopt``): blocks up to 32 MiB come
 from the heap and up to 128 MiB of freed heap is kept for reuse. Peak memory is unchanged; memory freed
