@@ -180,6 +180,10 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
     )
     if gap <= 0:
         note += "; the prior's gain does not show at this budget (see packages/face/README.md)"
+    if max(rf.metrics["test/psnr"], un.metrics["test/psnr"]) <= rf.metrics["test/input_psnr"]:
+        note += (
+            f"; both restorers are still below the degraded input after {QUICK_EPOCHS * QUICK_BATCHES} steps"
+        )
     return [
         DemoRow(
             "face",
