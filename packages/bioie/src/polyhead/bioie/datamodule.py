@@ -25,7 +25,12 @@ import lightning.pytorch as pl
 from torch.utils.data import Dataset
 
 from polyhead.bioie.data.bioc_io import read_bioc
-from polyhead.bioie.data.candidates import document_examples, normalise_type
+from polyhead.bioie.data.candidates import (
+    cross_sentence_relations,
+    document_examples,
+    is_cross_sentence,
+    normalise_type,
+)
 from polyhead.bioie.data.chemprot import read_chemprot
 from polyhead.bioie.data.document import Document, ParsedSentence
 from polyhead.bioie.data.encoding import Encoder, collate
@@ -87,6 +92,10 @@ class RelationDataModule(pl.LightningDataModule):
         batch_size: candidates per batch.
         predict_path: a document file (format from the suffix: ``.xml`` BioC XML, ``.json`` BioC JSON,
             else PubTator) whose candidate pairs ``predict`` scores.
+        cross_sentence_window: also make candidates of mention pairs in sentences up to this far apart, one
+            example over the merged sentences (document formats and the generated abstracts; TACRED JSON
+            holds its candidates already). Default 0 (within sentences); ``predict`` defaults to the window
+            the checkpoint was trained with (saved in its encoder).
     """
 
     def __init__(
@@ -107,6 +116,7 @@ class RelationDataModule(pl.LightningDataModule):
         cache_dir: str = "runs/bioie/cache",
         batch_size: int = 32,
         predict_path: str | None = None,
+        cross_sentence_window: int | None = None,
     ) -> None:
         super().__init__()
         paths = {"train": train_path, "dev": dev_path, "test": test_path}
@@ -126,6 +136,9 @@ class RelationDataModule(pl.LightningDataModule):
                      ("batch_size", batch_size)):  # fmt: skip
             if v < 1:
                 raise ValueError(f"data.{k} must be >= 1, got {v}")
+        if cross_sentence_window is not None and cross_sentence_window < 0:
+            raise ValueError(f"data.cross_sentence_window must be >= 0, got {cross_sentence_window}")
+        self.cross_sentence_window = cross_sentence_window
         self.format, self.paths = format, paths
         self.relations = relations
         self.pair_types = (
@@ -139,6 +152,14 @@ class RelationDataModule(pl.LightningDataModule):
         self.documents: dict[str, list[Document]] = {}
         self.problems = Problems(skip_bad=skip_bad)
         self.encoder: Encoder | None = None
+        # per split: candidates within / across sentences and document relations no candidate carries
+        self.candidate_counts: dict[str, dict[str, int]] = {}
+        self._parses: dict[str, dict[str, list[ParsedSentence]]] = {}
+
+    @property
+    def window(self) -> int:
+        """The cross-sentence window of fit/validate/test (0 unless given)."""
+        return self.cross_sentence_window or 0
 
     # ---- reading ----------------------------------------------------------------------------------------
     def generated_dir(self) -> Path:
@@ -156,10 +177,16 @@ class RelationDataModule(pl.LightningDataModule):
                 write_parses(parses, root / f"{split}.pubtator.parses.json")
                 write_tacred(examples, root / f"{split}.json")
         for split in SPLITS:
+            # within sentences: the generator's exact sentence-level labels
             self.examples[split] = read_tacred(
                 root / f"{split}.json", relations=RELATIONS, problems=self.problems
             )
-            self.documents[split] = read_pubtator(root / f"{split}.pubtator", problems=self.problems)
+            docs = read_pubtator(root / f"{split}.pubtator", problems=self.problems)
+            self.documents[split] = docs
+            if self.window:  # across sentences: labelled from the document relations (as CDR's)
+                parses = read_parses(root / f"{split}.pubtator.parses.json", docs)
+                self.examples[split] += [e for d in docs for e in document_examples(
+                    d, parses[d.id], window=self.window, within_sentence=False)]  # fmt: skip
 
     def read_documents(self, path: str | Path, fmt: str) -> list[Document]:
         rels = self.relations
@@ -175,15 +202,38 @@ class RelationDataModule(pl.LightningDataModule):
         raise ValueError(f"not a document format: {fmt}")
 
     def parses_for(self, path: str | Path, docs: list[Document]) -> dict[str, list[ParsedSentence]]:
-        sidecar = Path(f"{path}.parses.json")
-        if sidecar.is_file():
-            return read_parses(sidecar, docs)
-        return parse_documents(docs, self.spacy_model)
+        key = str(path)
+        if key not in self._parses:  # predict asks twice (setup, then its loader): parse once
+            sidecar = Path(f"{path}.parses.json")
+            self._parses[key] = (
+                read_parses(sidecar, docs) if sidecar.is_file() else parse_documents(docs, self.spacy_model)
+            )
+        return self._parses[key]
 
-    def examples_from_documents(self, path: str | Path, docs: list[Document]) -> list[RelationExample]:
+    def examples_from_documents(
+        self, path: str | Path, docs: list[Document], *, window: int | None = None
+    ) -> list[RelationExample]:
         parses = self.parses_for(path, docs)
         pairs = [(normalise_type(a), normalise_type(b)) for a, b in self.pair_types]
-        return [e for d in docs for e in document_examples(d, parses[d.id], pair_types=pairs)]
+        w = self.window if window is None else window
+        return [e for d in docs for e in document_examples(d, parses[d.id], pair_types=pairs, window=w)]
+
+    def count_candidates(self, split: str) -> dict[str, int]:
+        """Candidates within / across sentences and, for document data, the document relations that no
+        candidate carries (unreachable at this window); stored for metrics.json."""
+        examples = self.examples.get(split, [])
+        across = sum(map(is_cross_sentence, examples))
+        counts = {"candidates_within": len(examples) - across, "candidates_across": across}
+        if self.documents.get(split):
+            by_doc: dict[str | None, list[RelationExample]] = {}
+            for e in examples:
+                by_doc.setdefault(e.docid, []).append(e)
+            counts["relations"] = sum(len(d.relations) for d in self.documents[split])
+            counts["unreachable_relations"] = sum(
+                len(cross_sentence_relations(d, by_doc.get(d.id, []))) for d in self.documents[split]
+            )
+        self.candidate_counts[split] = counts
+        return counts
 
     def setup(self, stage: str) -> None:
         try:
@@ -192,9 +242,10 @@ class RelationDataModule(pl.LightningDataModule):
                     raise DataError("predict needs data.predict_path (a PubTator or BioC file)")
                 suffix = Path(self.predict_path).suffix.lower()
                 fmt = {".xml": "bioc_xml", ".json": "bioc_json"}.get(suffix, "pubtator")
-                docs = self.read_documents(self.predict_path, fmt)
-                self.documents["predict"] = docs
-                self.examples["predict"] = self.examples_from_documents(self.predict_path, docs)
+                # candidates are built in predict_dataloader, once the checkpoint's encoder (and with it
+                # the window it was trained with) is loaded
+                self.documents["predict"] = self.read_documents(self.predict_path, fmt)
+                self.parses_for(self.predict_path, self.documents["predict"])  # fail early without a parser
                 return
             if self.examples:
                 return
@@ -212,6 +263,8 @@ class RelationDataModule(pl.LightningDataModule):
                     self.examples[split] = self.examples_from_documents(self.paths[split], docs)
         except (DataError, FileNotFoundError) as err:
             raise PolyheadConfigError(str(err)) from None
+        for split in SPLITS:
+            self.count_candidates(split)
         empty = [s for s in SPLITS if not self.examples.get(s)]
         if empty:
             raise PolyheadConfigError(
@@ -248,4 +301,15 @@ class RelationDataModule(pl.LightningDataModule):
         return self._loader("test", False)
 
     def predict_dataloader(self) -> Any:
+        if "predict" not in self.examples:
+            w = self.cross_sentence_window
+            if w is None:
+                w = self._encoder().cross_sentence_window
+            try:
+                self.examples["predict"] = self.examples_from_documents(
+                    self.predict_path, self.documents["predict"], window=w
+                )
+            except (DataError, FileNotFoundError) as err:
+                raise PolyheadConfigError(str(err)) from None
+            self.count_candidates("predict")
         return self._loader("predict", False)

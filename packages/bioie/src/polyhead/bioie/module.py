@@ -126,7 +126,10 @@ class RelationModule(pl.LightningModule):
         if stage == "fit" or self.trainer.ckpt_path is None:
             # A fresh run (or an untrained evaluation): the encoder comes from this run's training split.
             enc = Encoder.build(
-                dm.examples["train"], min_count=self.hparams.min_count, prune_k=self.hparams.prune_k
+                dm.examples["train"],
+                min_count=self.hparams.min_count,
+                prune_k=self.hparams.prune_k,
+                cross_sentence_window=dm.window,
             )
             self.build(enc)
             if stage == "fit" and self.trainer.is_global_zero:
@@ -213,6 +216,9 @@ class RelationModule(pl.LightningModule):
         for reason, count in dm.skipped().items():
             self.log(f"data/skipped_{reason}", float(count))
         self.log("data/test_candidates", float(len(examples)))
+        for split, counts in dm.candidate_counts.items():  # within / across sentences, still unreachable
+            for k, v in counts.items():
+                self.log(f"data/{split}_{k}", float(v))
         if self.trainer.is_global_zero:
             d = run_dir(self.trainer)
             d.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,11 @@ class Encoder:
     relations: list[str]
     max_position: int = 64
     prune_k: int = 1
+    cross_sentence_window: int = 0  # the candidates it was trained on; predict builds the same by default
 
     @classmethod
     def build(cls, train: Sequence[RelationExample], *, relations: Sequence[str] | None = None,
-              min_count: int = 2, prune_k: int = 1) -> Encoder:  # fmt: skip
+              min_count: int = 2, prune_k: int = 1, cross_sentence_window: int = 0) -> Encoder:  # fmt: skip
         rels = (
             list(relations)
             if relations
@@ -69,16 +70,18 @@ class Encoder:
             ner=Vocab.build(t for e in train for t in e.ner),
             relations=rels,
             prune_k=prune_k,
+            cross_sentence_window=cross_sentence_window,
         )
 
     def state(self) -> dict:
         return {"words": self.words.itos, "pos": self.pos.itos, "ner": self.ner.itos, "relations": self.relations,
-                "max_position": self.max_position, "prune_k": self.prune_k}  # fmt: skip
+                "max_position": self.max_position, "prune_k": self.prune_k,
+                "cross_sentence_window": self.cross_sentence_window}  # fmt: skip
 
     @classmethod
     def from_state(cls, s: dict) -> Encoder:
         return cls(Vocab(list(s["words"])), Vocab(list(s["pos"])), Vocab(list(s["ner"])), list(s["relations"]),
-                   int(s["max_position"]), int(s["prune_k"]))  # fmt: skip
+                   int(s["max_position"]), int(s["prune_k"]), int(s.get("cross_sentence_window", 0)))  # fmt: skip
 
     def encode(self, e: RelationExample) -> dict[str, np.ndarray | int]:
         n = len(e.tokens)

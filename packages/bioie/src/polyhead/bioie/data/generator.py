@@ -15,7 +15,12 @@ no relation) forms, with distractors that make the tree matter rather than the w
   distractor chemical;
 - coordinated objects with negation (``D1 but not D2``) and coordinated verbs (``inhibited G1 and bound G2``);
 - context phrases with more entities (``In patients with D3 ,``) and titles that mention both arguments
-  without relating them (``Effects of C on D``), plus neutral verbs (``accompanied``).
+  without relating them (``Effects of C on D``), plus neutral verbs (``accompanied``);
+- cross-sentence relations (half the abstracts, generator version 2): a chemical introduced in one sentence
+  (``Patients received C for several weeks .``) and related through an anaphor in the next (``The drug
+  induced D .``, hedged, negated, or after a distractor disease). They are document-level relations only:
+  the sentence-level examples have no pair for them, and the document's relation lines carry them (as
+  in BioCreative V CDR, where many relations are stated only across sentences).
 
 Every candidate pair (chemical x disease/gene) of a sentence is one example, so sentences carry positive
 and negative pairs together. Entities are split between train, dev and test (so entity pairs are disjoint
@@ -30,7 +35,7 @@ from polyhead.bioie.data.document import Document, Mention, ParsedSentence, Rela
 from polyhead.bioie.data.tacred import NO_RELATION, RelationExample
 from polyhead.bioie.data.vocabularies import Entity, load_vocabularies
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 RELATIONS = (NO_RELATION, "induces", "treats", "inhibits", "binds")
 ENTITY_TYPES = ("Chemical", "Disease", "Gene")
 NER_TAG = {"Chemical": "CHEMICAL", "Disease": "DISEASE", "Gene": "GENE"}
@@ -46,6 +51,7 @@ VERBS = {
     "neutral": [("accompanied", "accompany", "accompanied"), ("preceded", "precede", "preceded")],
 }  # fmt: skip
 SPLITS = {"train": 0.6, "dev": 0.15, "test": 0.25}
+CROSS_SENTENCE_RATE = 0.5  # share of abstracts with a relation stated across two adjacent sentences
 
 
 class _Sentence:
@@ -246,6 +252,69 @@ class SentenceGrammar:
         s.tok(".", ".", "punct", root)
         return s, labels
 
+    def cross_sentence_pair(self, used: set[str]) -> tuple[_Sentence, _Sentence, Entity, Entity, str]:
+        """Two adjacent sentences that state one relation across them: a chemical introduced in the first
+        (``Patients received C for several weeks .``) and related by an anaphor in the second (``The drug
+        [may|did not] induce D .``, optionally after a distractor ``In patients with D2 ,``). Neither sentence
+        has a chemical x target pair inside it, so only a cross-sentence candidate can carry the relation
+        (labelled at the document level, as CDR labels its relations)."""
+        chem = self.pick("Chemical", used)
+        first = _Sentence()
+        if self.chance(0.5):  # "C was administered to the patients ."
+            c = first.ent(chem, "nsubjpass")
+            was = first.tok("was", "VBD", "auxpass")
+            v = first.tok("administered", "VBN", "ROOT")
+            to, det = first.tok("to", "IN", "case"), first.tok("the", "DT", "det")
+            n = first.tok("patients", "NNS", "nmod", v)
+            for i in (c[1], was):
+                first.set_head(i, v)
+            first.set_head(to, n)
+            first.set_head(det, n)
+        else:  # "Patients received C for several weeks ."
+            subj = first.tok("Patients", "NNS", "nsubj")
+            v = first.tok("received", "VBD", "ROOT")
+            first.set_head(subj, v)
+            first.ent(chem, "dobj", v)
+            p, a = first.tok("for", "IN", "case"), first.tok("several", "JJ", "amod")
+            n = first.tok("weeks", "NNS", "nmod", v)
+            first.set_head(p, n)
+            first.set_head(a, n)
+        first.tok(".", ".", "punct", v)
+
+        rel = str(self.rng.choice(["induces", "treats", "inhibits", "binds", "induces"]))
+        negated, hedged = self.chance(0.3), self.chance(0.25)
+        past, base, _ = self.verb(rel)
+        second = _Sentence()
+        context = None
+        if self.chance(0.4):  # distractor target of the other kind, not related: "In patients with D2 ,"
+            p = second.tok("In", "IN", "case")
+            n = second.tok("patients", "NNS", "nmod")
+            w = second.tok("with", "IN", "case")
+            d = second.ent(self.pick("Disease", used), "nmod", n)
+            second.set_head(w, d[1])
+            second.set_head(p, n)
+            context = (n, second.tok(",", ",", "punct"))
+        if self.chance(0.5):  # "The drug" / "This compound"
+            det = second.tok("The" if context is None else "the", "DT", "det")
+            subj = second.tok(str(self.rng.choice(["drug", "compound", "agent"])), "NN", "nsubj")
+            second.set_head(det, subj)
+        else:
+            subj = second.tok("It" if context is None else "it", "PRP", "nsubj")
+        pre = (
+            [second.tok("may", "MD", "aux")]
+            if hedged
+            else ([second.tok("did", "VBD", "aux")] if negated else [])
+        )
+        if negated:
+            pre.append(second.tok("not", "RB", "neg"))
+        v2 = second.tok(base if (hedged or negated) else past, "VB" if (hedged or negated) else "VBD", "ROOT")
+        for i in [subj, *pre, *(context or ())]:
+            second.set_head(i, v2)
+        target = self.pick(TARGET[rel], used)
+        second.ent(target, "dobj", v2)
+        second.tok(".", ".", "punct", v2)
+        return first, second, chem, target, NO_RELATION if negated else rel
+
     def title_sentence(self, chem: Entity, target: Entity) -> _Sentence:
         """``Effects of C on T .``: both arguments, no relation stated."""
         s = _Sentence()
@@ -310,11 +379,18 @@ def generate_split(
             built.append(grammar.body_sentence(list(order), used))
         first = built[0][0].mentions
         tgt = next((e for _, _, e in first if e.type != "Chemical"), grammar.pick("Disease", used))
+        cross: list[Relation] = []
+        if rng.random() < CROSS_SENTENCE_RATE:  # a relation stated across two adjacent sentences
+            s1, s2, c_ent, t_ent, rel = grammar.cross_sentence_pair(used)
+            at = int(rng.integers(len(built) + 1))
+            built[at:at] = [(s1, {}), (s2, {})]
+            if rel != NO_RELATION:
+                cross.append(Relation(rel, c_ent.id, t_ent.id))
         built.insert(0, (grammar.title_sentence(chems[0], tgt), {}))
         text_parts, offset = [], 0
         doc_sents: list[ParsedSentence] = []
         mentions: list[Mention] = []
-        positives: set[Relation] = set()
+        positives: set[Relation] = set(cross)
         for k, (s, labels) in enumerate(built):
             _finish(s)
             offs = []
