@@ -9,7 +9,8 @@ fresh subprocess (wall time of the step with its modules already imported; peak 
 ``ru_maxrss``, which counts the pages of a memory-mapped input file too):
 
 - ``polyhead``: the package's preprocessing (``polyhead.ctr.data.prepare.preprocess``: validation, hash
-  split, encoder fitted on the train rows, encoded Parquet cache); the reader it used is recorded;
+  split, encoder fitted on the train rows, encoded Parquet cache) in a process set up as ``polyhead-ctr``
+  sets it up (``polyhead.ctr.allocator``); the reader it used is recorded;
 - ``pandas + LabelEncoder``: the DeepCTR-Torch example pipeline (``pd.read_csv``, fill NA, a scikit-learn
   ``LabelEncoder`` per categorical column, ``MinMaxScaler`` on the dense ones);
 - ``polars eager``: just loading the file as a DataFrame with ``pl.read_csv`` (what "the file loaded as a
@@ -64,6 +65,9 @@ from pathlib import Path
 
 
 def _polyhead_imports() -> None:
+    from polyhead.ctr.allocator import tune_polars_allocator
+
+    tune_polars_allocator()  # as polyhead-ctr does before polars is imported
     import polyhead.ctr.data.prepare  # noqa: F401
 
 
