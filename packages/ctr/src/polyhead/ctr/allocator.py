@@ -2,8 +2,8 @@
 
 polars allocates through its own jemalloc, which by default keeps freed pages for about 10 s before
 returning them. Preprocessing in blocks frees and reallocates each block's columns, so with the default
-the retained pages add up to the resident size of several blocks (about 100 MB of peak RSS on 1M Criteo
-rows, ``pipelines/bench/ctr.py``). Returning them at once keeps the peak at what is live. jemalloc reads
+the retained pages add up to the resident size of several blocks (README, preprocessing figures).
+Returning them at once keeps the peak at what is live. jemalloc reads
 the setting once, when polars' library loads, so it only takes effect in a process that has not imported
 polars yet; a value the user has set is kept.
 """

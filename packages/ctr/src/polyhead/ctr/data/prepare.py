@@ -35,8 +35,8 @@ from polyhead.ctr.data.splits import SplitSpec, assign_splits, check_holdout, sp
 
 CACHE_VERSION = 3
 SPLITS = {"train": 0, "val": 1, "test": 2}
-# The cache is written once and read whole by the data module: lz4 without column statistics writes about
-# 1.5x faster than polars' default (zstd with statistics), for a file about 1.4x larger.
+# The cache is written once and read whole by the data module: lz4 without column statistics writes faster
+# than polars' default (zstd with statistics), for a somewhat larger file.
 PARQUET_OPTIONS: dict = {"compression": "lz4", "statistics": False}
 
 

@@ -62,14 +62,10 @@ class AutoInt(nn.Module):
             FuxiCTR's ``use_wide`` option; the paper's AutoInt has none.
         init_std: draw the interacting layers' projection weights (the attention module's and the residual
             W_res) from N(0, init_std) with zero biases, as DeepCTR-Torch's InteractingLayer does (0.05);
-            None keeps PyTorch's default Linear init (Kaiming-uniform, std 1/sqrt(3 fan_in)). Measured: in
-            quick mode (attention size 32, W_o) 0.05 gave test AUC 0.6587 against 0.6916 with the default;
-            in ``pipelines/bench/ctr.py`` (DeepCTR's model: attention size 8, no W_o, no q/k/v biases, 1 epoch)
-            0.6591 against 0.6570 (means of seeds 0-2), which is what DeepCTR-Torch reaches.
+            None keeps PyTorch's default Linear init (Kaiming-uniform, std 1/sqrt(3 fan_in)). The README
+            (Models) gives the measured effect of each choice.
         out_proj: keep the attention module's output projection W_o (default); the paper's layer,
-            DeepCTR-Torch's and FuxiCTR's have none. Measured: without it, quick mode (attention size 32)
-            gave test AUC 0.6761 against 0.6930 with it, and the DeepCTR-size model (attention size 8, wide)
-            in ``pipelines/bench/ctr.py`` 0.6566 against 0.6554 (means of 4 seeds).
+            DeepCTR-Torch's and FuxiCTR's have none (README, Models: measured with and without).
     """
 
     def __init__(
