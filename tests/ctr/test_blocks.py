@@ -144,3 +144,28 @@ def test_value_counts_and_weighted_quantiles_match_the_expanded_values() -> None
     vc = merged["x"].sort("value")
     for q in (4, 10, 32):
         assert quantile_edges(vc["value"].to_numpy(), q, vc["len"].to_numpy()) == quantile_edges(x, q)
+
+
+@pytest.mark.parametrize("method", ["log", "quantile"])
+def test_numeric_index_table_matches_the_bucket_formula(method: str) -> None:
+    from polyhead.ctr.data.buckets import numeric_bucket_expr
+    from polyhead.ctr.data.encoder import MISSING, OOV, TABLE_SIZE, FeatureEncoder
+
+    rng = np.random.default_rng(2)
+    train = np.round(rng.lognormal(2, 2, 4000))
+    x = np.concatenate(
+        [train[:500], [-3.0, -0.5, 0.0, 1.5, 2.0, 2.5, 3.0, TABLE_SIZE - 1.0, TABLE_SIZE, 1e12]]
+    )
+    values = [None if i % 17 == 0 else float(v) for i, v in enumerate(x)]
+    spec = FieldSpec("n", "numeric", min_count=3, numeric_mode=method)
+    enc = FeatureEncoder.fit(pl.LazyFrame({"n": train}), [spec])
+    got = enc.transform(pl.LazyFrame({"n": values}, schema={"n": pl.Float64})).collect()["idx_n"].to_list()
+    f = enc.fields[0]
+    labels = pl.DataFrame({"n": values}, schema={"n": pl.Float64}).select(
+        numeric_bucket_expr("n", f.bucketing, f.boundaries).alias("n")
+    )["n"]
+    want = [
+        MISSING if v is None else (f.vocab.index(b) + 2 if b in f.vocab else OOV)
+        for v, b in zip(values, labels)
+    ]
+    assert got == want and len(set(want)) > 5

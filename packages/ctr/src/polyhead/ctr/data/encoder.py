@@ -17,6 +17,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from polyhead.ctr.data.buckets import bucket_code, choose_buckets, numeric_bucket_code, numeric_bucket_expr
@@ -24,6 +25,8 @@ from polyhead.ctr.data.counts import ValueCounter
 from polyhead.ctr.data.formats import FieldSpec
 
 MISSING, OOV = 0, 1
+# Integer values below this get their numeric field's index from a table built once per field.
+TABLE_SIZE = 1 << 16
 FIT_BATCH_ROWS = 1 << 18
 
 
@@ -51,6 +54,47 @@ class EncodedField:
     @property
     def is_categorical(self) -> bool:
         return self.type == "categorical" or self.numeric_mode != "scale"
+
+    @functools.cached_property
+    def _numeric_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(index of each integer 0..TABLE_SIZE-1, sorted bucket numbers, their indices)``."""
+        keys = np.array([bucket_code(self.bucketing, v) for v in self.vocab], dtype=np.int64)
+        order = np.argsort(keys)
+        keys, values = keys[order], (np.arange(len(keys), dtype=np.int32) + 2)[order]
+        grid = pl.Series("x", np.arange(TABLE_SIZE, dtype=np.float64))
+        return self._lookup(self._bucket_numbers(grid), keys, values), keys, values
+
+    def _bucket_numbers(self, x: pl.Series) -> np.ndarray:
+        # polars' own expression, so the table and the values off it are bucketed identically
+        code = numeric_bucket_code("x", self.bucketing, self.boundaries)
+        return pl.DataFrame({"x": x}).select(code.alias("x"))["x"].to_numpy()
+
+    @staticmethod
+    def _lookup(codes: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+        if keys.size == 0:
+            return np.full(codes.shape, OOV, dtype=np.int32)
+        pos = np.searchsorted(keys, codes).clip(0, keys.size - 1)
+        return np.where(keys[pos] == codes, values[pos], OOV).astype(np.int32)
+
+    def index_numeric(self, s: pl.Series) -> pl.Series:
+        """The local index of each value of a bucketed numeric field (``MISSING`` for null, ``OOV`` for a
+        bucket outside the vocabulary).
+
+        The Criteo transform takes a logarithm per value; count fields hold few distinct small integers, so
+        the indices of the integers below ``TABLE_SIZE`` are computed once (with the same polars expression)
+        and looked up; other values are bucketed one by one.
+        """
+        x = s.cast(pl.Float64).to_numpy()  # nulls read as NaN
+        null = s.is_null().to_numpy()
+        table, keys, values = self._numeric_lookup
+        out = np.full(x.shape, MISSING, dtype=np.int32)
+        with np.errstate(invalid="ignore"):
+            small = (x >= 0) & (x < TABLE_SIZE) & (x == np.floor(x))  # False for NaN
+        out[small] = table[x[small].astype(np.int64)]
+        rest = ~small & ~null
+        if rest.any():
+            out[rest] = self._lookup(self._bucket_numbers(pl.Series("x", x[rest])), keys, values)
+        return pl.Series(s.name, out)
 
     @functools.cached_property
     def enum(self) -> pl.Enum:
@@ -143,21 +187,19 @@ class FeatureEncoder:
         exprs = []
         for f in self.fields:
             if f.is_categorical and f.type == "numeric":
-                # A numeric field's bucket number maps to its index through a small table (no strings).
-                keys = [bucket_code(f.bucketing, v) for v in f.vocab]
-                mapped = numeric_bucket_code(f.name, f.bucketing, f.boundaries).replace_strict(
-                    keys, list(range(2, len(keys) + 2)), default=OOV, return_dtype=pl.Int32
+                exprs.append(
+                    pl.col(f.name)
+                    .map_batches(f.index_numeric, return_dtype=pl.Int32, is_elementwise=True)
+                    .alias(f"idx_{f.name}")
                 )
             elif f.is_categorical:
                 # Enum codes are the vocabulary positions; unknown values cast to null (-> OOV). Unlike
                 # replace_strict with a large mapping, this cast streams without materialising columns.
                 code = pl.col(f.name).cast(f.enum, strict=False).to_physical().cast(pl.Int32)
-                mapped = pl.when(code.is_null()).then(OOV).otherwise(code + 2)
-            if f.is_categorical:
                 exprs.append(
                     pl.when(pl.col(f.name).is_null())
                     .then(MISSING)
-                    .otherwise(mapped)
+                    .otherwise(pl.when(code.is_null()).then(OOV).otherwise(code + 2))
                     .cast(pl.Int32)
                     .alias(f"idx_{f.name}")
                 )
