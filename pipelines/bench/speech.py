@@ -119,7 +119,9 @@ CORPUS_ROWS: list[tuple[str, dict[str, object]]] = [
 ]
 
 
-def corpus_ablation(out: Path, epochs: int, rows: list[int] | None = None) -> list[dict]:
+def corpus_ablation(
+    out: Path, epochs: int, rows: list[int] | None = None, decodings: tuple[str, ...] = ("greedy", "joint")
+) -> list[dict]:
     """Train the quick model on each corpus of :data:`CORPUS_ROWS`; score all on the same test files."""
     from polyhead.speech.cli import main as cli_main
     from polyhead.speech.data.synth import synthesize_corpus
@@ -137,13 +139,14 @@ def corpus_ablation(out: Path, epochs: int, rows: list[int] | None = None) -> li
         t0 = time.monotonic()
         first = fit_test(cli_main, domain="speech", root=out, experiment=f"corpus{i}", common_args=common,
                          fit_args=[*QUICK_MODEL, "--trainer.max_epochs", str(epochs)],
-                         test_args=[f"--data.test_manifest={test_manifest}", "--model.decoding", "greedy"])  # fmt: skip
+                         test_args=[f"--data.test_manifest={test_manifest}", "--model.decoding", decodings[0]])  # fmt: skip
         row = {"row": i, "corpus": label, "settings": aug, "run_dir": str(first.run_dir),
-               "greedy": first.metrics, "fit_test_s": first.wall_s}  # fmt: skip
-        cli_main(["test", *common, "--run.root", str(out), "--run.experiment", f"corpus{i}",
-                  "--run.version", first.run_dir.name, f"--data.test_manifest={test_manifest}",
-                  "--model.decoding", "joint"])  # fmt: skip
-        row["joint"] = json.loads((first.run_dir / "metrics.json").read_text())["metrics"]
+               decodings[0]: first.metrics, "fit_test_s": first.wall_s}  # fmt: skip
+        for decoding in decodings[1:]:
+            cli_main(["test", *common, "--run.root", str(out), "--run.experiment", f"corpus{i}",
+                      "--run.version", first.run_dir.name, f"--data.test_manifest={test_manifest}",
+                      "--model.decoding", decoding])  # fmt: skip
+            row[decoding] = json.loads((first.run_dir / "metrics.json").read_text())["metrics"]
         row["wall_s"] = time.monotonic() - t0
         results.append(row)
         (out / "corpus_ablation.json").write_text(json.dumps(results, indent=1) + "\n")
@@ -190,6 +193,7 @@ def main() -> None:
     ap.add_argument("--corpus-ablation", action="store_true", help="unseen-voice WER vs corpus breadth")
     ap.add_argument("--rows", default=None, help="comma-separated rows of the ablation to run (default: all)")
     ap.add_argument("--epochs", type=int, default=8, help="epochs of every ablation row")
+    ap.add_argument("--decodings", default="greedy,joint", help="decodings the ablation tests with")
     ap.add_argument("--human", type=Path, default=None, metavar="RUN_DIR", help="score a run on alsa-utils")
     ap.add_argument("--human-folder", type=Path, default=Path("/usr/share/sounds/alsa"))
     ap.add_argument("--ablation-out", type=Path, default=Path("runs/bench/speech_corpus"))
@@ -198,13 +202,16 @@ def main() -> None:
         torch.set_num_threads(ns.threads)
     if ns.corpus_ablation:
         rows = [int(r) for r in ns.rows.split(",")] if ns.rows else None
-        res = corpus_ablation(ns.ablation_out, ns.epochs, rows)
-        print("| training corpus | test utts | greedy CTC WER / CER | joint WER / CER | fit + tests |")
-        print("|---|---|---|---|---|")
+        decodings = tuple(ns.decodings.split(","))
+        res = corpus_ablation(ns.ablation_out, ns.epochs, rows, decodings)
+        print(
+            f"| training corpus | test utts | {' | '.join(f'{d} WER / CER' for d in decodings)} | fit + tests |"
+        )
+        print("|---|---|" + "---|" * len(decodings) + "---|")
         for r in res:
-            g, j = r["greedy"], r["joint"]
-            print(f"| {r['corpus']} | {int(g.get('test/utterances_scored', 0))} | {g['test/wer']:.3f} / "
-                  f"{g['test/cer']:.3f} | {j['test/wer']:.3f} / {j['test/cer']:.3f} | {r['wall_s']:.0f} s |")  # fmt: skip
+            scores = " | ".join(f"{r[d]['test/wer']:.3f} / {r[d]['test/cer']:.3f}" for d in decodings)
+            n = int(r[decodings[0]].get("test/utterances_scored", 0))
+            print(f"| {r['corpus']} | {n} | {scores} | {r['wall_s']:.0f} s |")
         return
     if ns.human is not None:
         res = score_human(ns.human, ns.human_folder, ns.ablation_out.parent / "speech_human")
