@@ -81,3 +81,28 @@ def test_quick_pipeline_rows_and_report(tmp_path, monkeypatch):
     assert row.baseline.startswith("C-GCN") and "does not beat" in row.note
     text = pipeline.write_report(fake_run_models(tmp_path), tmp_path / "r.md", "t")
     assert "| AGGCN | 2 | 0.6500 ± 0.0707 |" in text
+
+
+@pytest.mark.slow
+def test_cross_sentence_window_on_generated_pubtator(tmp_path):
+    for split, n in (("train", 20), ("dev", 4), ("test", 8)):
+        main(["generate", str(tmp_path / split), "--split", split, "--docs", str(n)])
+    paths = [f"--data.{s}_path={tmp_path / s / f'{s}.pubtator'}" for s in ("train", "dev", "test")]
+    common = [*TINY, "--data.format", "pubtator", *paths, "--model.model", "tree_gcn"]
+    res = fit_test(main, domain="bioie", root=tmp_path, experiment="window1", common_args=common,
+                   fit_args=["--data.cross_sentence_window", "1", "--trainer.max_epochs", "1",
+                             "--trainer.limit_train_batches", "3"],
+                   test_args=["--data.cross_sentence_window", "1"])  # fmt: skip
+    m = res.metrics
+    assert m["data/test_candidates_across"] > 0 and m["data/test_candidates_within"] > 0
+    assert m["data/test_candidates_across"] + m["data/test_candidates_within"] == m["data/test_candidates"]
+    assert m["data/test_unreachable_relations"] == 0 < m["data/test_relations"]
+    assert 0.0 <= m["test/doc_recall"] <= 1.0
+    assert json.loads((res.run_dir / "encoder.json").read_text())["cross_sentence_window"] == 1
+    # predict builds the candidates with the checkpoint's window when none is given
+    main(["predict", "--run.root", str(tmp_path), "--run.experiment", "window1", "--run.version", res.run_dir.name,
+          "--run.wandb", "disabled", "--run.progress", "none",
+          "--data.predict_path", str(tmp_path / "test" / "test.pubtator")])  # fmt: skip
+    pairs = json.loads((res.run_dir / "predictions.json").read_text())["pairs"]
+    assert len(pairs) == m["data/test_candidates"]
+    assert sum(p["id"].count("-s") == 2 for p in pairs) == m["data/test_candidates_across"]  # <doc>-s1-s2-...

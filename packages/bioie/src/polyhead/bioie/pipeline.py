@@ -64,12 +64,22 @@ def summarise(
     return out
 
 
+def _title(key: str) -> str:
+    """``aggcn`` -> ``AGGCN``; ``aggcn@w1`` (a cross-sentence window) -> ``AGGCN, window 1``."""
+    model, _, w = key.partition("@w")
+    return TITLES.get(model, model) + (f", window {w}" if w else "")
+
+
 def write_report(results: dict[str, list[RunResult]], path: Path, title: str) -> str:
     keys = [
         ("test/micro_f1", "micro-F1"),
         ("test/precision", "P"),
         ("test/recall", "R"),
+        ("test/doc_precision", "doc P"),
+        ("test/doc_recall", "doc R"),
         ("test/doc_f1", "doc F1"),
+        ("data/test_candidates_across", "test candidates across sentences"),
+        ("data/test_unreachable_relations", "unreachable test relations"),
     ]
     lines = [f"# {title}", "", "| model | seeds | " + " | ".join(k for _, k in keys) + " | wall s / run |",
              "|---|---|" + "---|" * (len(keys) + 1)]  # fmt: skip
@@ -78,13 +88,14 @@ def write_report(results: dict[str, list[RunResult]], path: Path, title: str) ->
         for key, _ in keys:
             if all(key in r.metrics for r in runs):
                 m, s = summarise({model: runs}, key)[model]
-                cells.append(f"{m:.4f} ± {s:.4f}" if len(runs) > 1 else f"{m:.4f}")
+                if key.startswith("data/"):  # counts
+                    cells.append(f"{m:.0f}")
+                else:
+                    cells.append(f"{m:.4f} ± {s:.4f}" if len(runs) > 1 else f"{m:.4f}")
             else:
                 cells.append("-")
         wall = statistics.fmean(r.wall_s for r in runs)
-        lines.append(
-            f"| {TITLES.get(model, model)} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} |"
-        )
+        lines.append(f"| {_title(model)} | {len(runs)} | " + " | ".join(cells) + f" | {wall:.0f} |")
     aggcn = results.get("aggcn")
     if aggcn:
         explain = aggcn[0].run_dir / "explain.json"
