@@ -34,6 +34,20 @@ def test_fit_both_stages_test_and_restore(tmp_path, astronaut, capsys):
     main(["restore", str(astronaut), "--out", str(out), "--run-root", str(tmp_path), "--no-figures"])
     assert (out / "astronaut.jpg").is_file()
     assert json.loads((out / "report.jsonl").read_text())["status"] == "restored"
+    # explain: per-head attention figures (2 fusion sites by default) for held-out faces and for given
+    # aligned faces (one unreadable: reported, the others explained)
+    expl = tmp_path / "explain"
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not an image")
+    assert main(["explain", "--out", str(expl), "--run-root", str(tmp_path), "--num", "2"]) in (0, None)
+    assert len(list(expl.glob("face*_site*.png"))) == 2 * 2
+    one = tmp_path / "explain_one"
+    assert main(["explain", str(astronaut), str(bad), "--out", str(one), "--run-root", str(tmp_path)]) in (
+        0,
+        None,
+    )
+    assert len(list(one.glob("face0_site*.png"))) == 2
+    assert "broken.png" in capsys.readouterr().err
 
 
 def test_stage_two_needs_restoreformer(tmp_path, capsys):
