@@ -405,7 +405,9 @@ def launch_configs(
     if kernel == "bwd_pre":
         cands = [{"num_warps": 4, "num_stages": 1, "SUB_M": 64}]
     elif dtype == torch.float32:
-        stages = {"fwd": 2, "bwd_dq": 1 if head_dim <= 16 else 3, "bwd_dkdv": 2}[kernel]
+        stages = {"fwd": 2, "bwd_dq": 1 if head_dim <= 16 else 3, "bwd_dkdv": 1 if head_dim <= 16 else 2}[
+            kernel
+        ]
         cands = [{"num_warps": 4, "num_stages": stages, "SUB_M": 16, "SUB_N": 16}]
     elif kernel == "fwd":
         cands = [{"num_warps": 8 if wide else 4, "num_stages": 3, "SUB_M": 64, "SUB_N": 64}]
@@ -420,6 +422,13 @@ def launch_configs(
         c["SUB_M"] = min(c["SUB_M"], block_m)
         if "SUB_N" in c:
             c["SUB_N"] = min(c["SUB_N"], block_n)
+        # Where the kernel report found spills after the tiles shrank or the sub-tile loop grew (ptxas's
+        # allocation is sensitive to both): sm_80 dQ on tiles of <= 32 x 32 spilled 8 B with 8 warps at head
+        # dims <= 64 (and 24 B with 4 warps at 128); sm_90 dQ on layout blocks of 128 spilled 292 B with 4 warps and 2 stages, not with 8 warps.
+        if kernel == "bwd_dq" and arch < 90 and head_dim <= 64 and c["SUB_M"] * c["SUB_N"] <= 1024:
+            c["num_warps"] = 4
+        if kernel == "bwd_dq" and arch >= 90 and dtype != torch.float32 and block_n > c["SUB_N"] == 64:
+            c["num_warps"] = 8
         if c not in out:
             out.append(c)
     return out
