@@ -101,4 +101,4 @@ def test_bag_of_words_does_not_solve_it():
         "micro_f1"
     ]
     assert train_acc > 0.85  # the features are rich enough to fit
-    assert f1 < 0.45, f1  # measured 0.33 (seed 0)
+    assert f1 < 0.45, f1  # measured 0.31 (generator version 2, seed 0; 0.33 with version 1)
