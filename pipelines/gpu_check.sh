@@ -38,10 +38,10 @@ step() {
     "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(), torch.cuda.get_device_capability())"
 } | tee "$OUT/env.txt"
 
-step gpu_tests 120 "$PY" -m pytest tests/attention/test_kernels.py tests/attention/test_dispatch.py \
+step gpu_tests 150 "$PY" -m pytest tests/attention/test_kernels.py tests/attention/test_dispatch.py \
     -m "gpu or not (interp or slow)" -q -n 0 -p no:cacheprovider
-step bench_core 210 "$PY" pipelines/bench/kernels.py --suite core --reps 20 \
+step bench_core 200 "$PY" pipelines/bench/kernels.py --suite core --reps 20 \
     --out "$OUT/kernels_core.json" --write-table "$OUT/measured.json"
-step bench_coverage 150 "$PY" pipelines/bench/kernels.py --suite coverage --reps 10 \
+step bench_coverage 130 "$PY" pipelines/bench/kernels.py --suite coverage --reps 10 \
     --out "$OUT/kernels_coverage.json" --write-table "$OUT/measured.json"
 exit $status

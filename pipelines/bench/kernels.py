@@ -11,7 +11,8 @@ Each *setting* (batch, heads, head dim, dtype, key padding) is timed on *pattern
   MaxViT block and grid attention (window 8).
 
 ``--suite core`` is issue 22's acceptance set (B 1, H 16, D 64, bf16, the four 1-D patterns at 4096 and 16384);
-``coverage`` adds head dim 128, fp16, batch 4 with key padding and the HaloNet and MaxViT layouts; ``all`` both.
+``coverage`` adds head dim 128 and fp16 (dense causal, S2 stride 4; L 16384), batch 4 with key padding (dense
+causal, S2 stride 4, window + sinks; L 4096) and the HaloNet and MaxViT layouts (L 16384); ``all`` both.
 Forward and forward + backward are timed with CUDA events (3 warm-ups, which also run the backward's
 autotuning, then the median of ``--reps``; inputs rotated over 3 copies; gradients by ``autograd.grad``) for:
 
@@ -63,10 +64,12 @@ class Setting:
 def plan(suite: str, lengths: tuple[int, ...] | None) -> list[Setting]:
     """The settings of a suite; ``lengths`` overrides every setting's lengths."""
     core = [Setting(1, 16, 64, "bf16", False, (4096, 16384), PATTERNS_1D)]
+    # a dense and a sparse pattern per variation (FlexAttention compiles once per pattern and shape: the
+    # whole suite has to fit a few minutes of GPU time)
     coverage = [
-        Setting(1, 16, 128, "bf16", False, (16384,), PATTERNS_1D),
-        Setting(1, 16, 64, "fp16", False, (16384,), PATTERNS_1D),
-        Setting(4, 16, 64, "bf16", True, (4096,), PATTERNS_1D),
+        Setting(1, 16, 128, "bf16", False, (16384,), ("dense-causal", "s2-stride4")),
+        Setting(1, 16, 64, "fp16", False, (16384,), ("dense-causal", "s2-stride4")),
+        Setting(4, 16, 64, "bf16", True, (4096,), ("dense-causal", "s2-stride4", "window+sinks")),
         # 128 x 128 image tokens: HaloNet and MaxViT layouts (dense causal at this setting is in the core)
         Setting(1, 16, 64, "bf16", False, (16384,), PATTERNS_2D),
     ]
