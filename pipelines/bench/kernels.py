@@ -240,17 +240,31 @@ def _bench(s: Setting, L: int, ns: argparse.Namespace, flex, peak: float, shippe
     return rows
 
 
-def table_entry(rows: list[dict], command: str) -> dict:
-    """This run's entry of the measured table (``kernels/measured.json``)."""
+def table_entry(rows: list[dict], command: str, device: str, capability: tuple[int, int]) -> dict:
+    """This run's entry of the measured table (``kernels/measured.json``): one row per pattern summary."""
     keep = ("L", "pattern", "head_dim", "dtype", "key_padding", "block_density", "per_head", "batch", "ms")
     return {
-        "device": torch.cuda.get_device_name(),
-        "capability": list(torch.cuda.get_device_capability()),
+        "device": device,
+        "capability": list(capability),
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": command,
         "source": "pipelines/bench/kernels.py --write-table",
         "rows": [{k: r[k] for k in keep} for r in rows if r.get("summary")],
     }
+
+
+def merged_table(base: dict, entry: dict, *, merge: bool) -> dict:
+    """``base`` with ``entry``'s device replaced by ``entry``; with ``merge``, that device's rows in ``base``
+    that ``entry`` did not measure again are kept (a table the same command line wrote before, e.g. by the
+    core suite, then the coverage suite); without it (the shipped table), they are dropped."""
+    old = next((t for t in base.get("tables", []) if t["device"] == entry["device"]), None)
+    if merge and old is not None:
+        key = ("L", "pattern", "head_dim", "dtype", "key_padding")
+        mine = {tuple(r[k] for k in key) for r in entry["rows"]}
+        kept = [r for r in old["rows"] if tuple(r[k] for k in key) not in mine]
+        entry = {**entry, "rows": kept + entry["rows"], "command": f"{old['command']}; {entry['command']}"}
+    tables = [t for t in base.get("tables", []) if t["device"] != entry["device"]]
+    return {**base, "tables": [*tables, entry]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -303,20 +317,12 @@ def main(argv: list[str] | None = None) -> int:
             "autotuned": flash.tuned_choices(), "rows": rows,
         }, indent=2) + "\n")  # fmt: skip
         if ns.write_table:
-            entry = table_entry(rows, command)
-            # the shipped table's entry for this device is replaced; a table this run's command line wrote
-            # before (e.g. by the core suite, now the coverage suite) keeps that entry's other rows
-            old = next((t for t in base["tables"] if t["device"] == entry["device"]), None)
-            if old is not None and base is not shipped:
-                key = ("L", "pattern", "head_dim", "dtype", "key_padding")
-                mine = {tuple(r[k] for k in key) for r in entry["rows"]}
-                entry["rows"] = [r for r in old["rows"] if tuple(r[k] for k in key) not in mine] + entry[
-                    "rows"
-                ]
-                entry["command"] = f"{old['command']}; {entry['command']}"
-            tables = [t for t in base["tables"] if t["device"] != entry["device"]]
+            entry = table_entry(
+                rows, command, torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+            )
+            table = merged_table(base, entry, merge=base is not shipped)
             ns.write_table.parent.mkdir(parents=True, exist_ok=True)
-            ns.write_table.write_text(json.dumps({**base, "tables": [*tables, entry]}, indent=2) + "\n")
+            ns.write_table.write_text(json.dumps(table, indent=2) + "\n")
 
     base = shipped
     if ns.write_table and ns.write_table.exists():

@@ -99,3 +99,50 @@ def test_gpu_check_script_parses() -> None:
     assert (
         "--suite core" in text and "--suite coverage" in text and '-m "gpu or not (interp or slow)"' in text
     )
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kernels_bench", REPORT.parent / "kernels.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_benchmark_table_round_trip_drives_the_rule() -> None:
+    """What --write-table writes from the benchmark's summary rows is what the dispatch rule reads."""
+    from polyhead.attention.kernels import measured
+
+    bench = _bench_module()
+
+    def summary(L, pattern, density, per_head, fb_triton):
+        return {"summary": True, "L": L, "pattern": pattern, "head_dim": 64, "dtype": "bf16",
+                "key_padding": False, "block_density": density, "per_head": per_head, "batch": 1,
+                "ms": {"fwd": {"triton": 1.0, "flex": 2.0}, "fwd_bwd": {"triton": fb_triton, "flex": 4.0}}}  # fmt: skip
+
+    core = [summary(16384, "s2-stride4", 0.2636, True, 3.0), {"impl": "triton", "summary": False}]
+    shipped = measured.load_table()
+    entry = bench.table_entry(core, "cmd core", "NVIDIA H200", (9, 0))
+    table = bench.merged_table(shipped, entry, merge=False)
+    (h200,) = [t for t in table["tables"] if t["device"] == "NVIDIA H200"]
+    assert [r["pattern"] for r in h200["rows"]] == ["s2-stride4"]  # the shipped H200 rows are replaced
+    feats = {"L": 16384, "S": 16384, "head_dim": 64, "dtype": "bf16", "key_padding": False, "bias": False,
+             "gqa": False, "block_density": 0.25, "per_head": True}  # fmt: skip
+    kw = {
+        "candidates": ("triton", "flex"),
+        "device_name": "NVIDIA H200",
+        "capability": (9, 0),
+        "table": table,
+    }
+    assert measured.choose(feats, grad=True, **kw) == "triton"  # a backward now faster than flex's
+    # the coverage run merges into the core run's table: both rows stay, the command lines are joined
+    cov = bench.table_entry([summary(16384, "halo", 0.05, False, 9.0)], "cmd cov", "NVIDIA H200", (9, 0))
+    table2 = bench.merged_table(table, cov, merge=True)
+    (h200,) = [t for t in table2["tables"] if t["device"] == "NVIDIA H200"]
+    assert [r["pattern"] for r in h200["rows"]] == ["s2-stride4", "halo"]
+    assert h200["command"] == "cmd core; cmd cov"
+    assert measured.choose(feats, grad=True, **{**kw, "table": table2}) == "triton"
+    assert measured.choose({**feats, "per_head": False, "block_density": 0.05}, grad=True,
+                           **{**kw, "table": table2}) == "flex"  # fmt: skip

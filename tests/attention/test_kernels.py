@@ -479,6 +479,39 @@ if __name__ == "__main__":  # the interpreter child of test_kernel_matches_float
     print(json.dumps(_interp_case(sys.argv[1])))
 
 
+def test_autotuner_times_each_candidate_once_and_caches_the_fastest(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triton.testing
+    from triton.runtime.errors import OutOfResources
+
+    from polyhead.attention.kernels import flash
+
+    times = {1: 0.5, 2: 0.2, 3: None}  # candidate 3 does not fit the device
+
+    def fake_bench(fn, warmup, rep):
+        return fn()
+
+    def run(cfg):
+        if times[cfg["id"]] is None:
+            raise OutOfResources(1, 0, "shared memory")
+        ran.append(cfg["id"])
+        return times[cfg["id"]]
+
+    monkeypatch.setattr(triton.testing, "do_bench", fake_bench)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: False)  # no CUDA here
+    monkeypatch.setattr(flash, "_TUNED", {})
+    monkeypatch.setattr(flash, "_TUNE_TIMES", {})
+    cuda, cands, ran = torch.device("cuda"), [{"id": 1}, {"id": 2}, {"id": 3}], []
+    assert flash._pick(("k",), cands, run, cuda) == {"id": 2} and ran == [1, 2]
+    assert flash._pick(("k",), cands, run, cuda) == {"id": 2} and ran == [1, 2]  # cached, not timed again
+    assert flash.tuned_choices() == [
+        {"key": ["k"], "chosen": {"id": 2}, "timed_ms": [[{"id": 1}, 0.5], [{"id": 2}, 0.2]]}
+    ]
+    # off the GPU (the interpreter) the first candidate, untimed
+    assert flash._pick(("other",), cands, run, torch.device("cpu")) == {"id": 1} and ran == [1, 2]
+    with pytest.raises(RuntimeError, match="no launch setting"):
+        flash._pick(("none",), [{"id": 3}, {"id": 3}], run, cuda)
+
+
 def test_auto_never_sends_mixed_dtypes_to_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     """rel_mha under bf16 autocast gives a float32 query and bfloat16 keys: auto must not pick 'triton'."""
     from polyhead.attention import functional
