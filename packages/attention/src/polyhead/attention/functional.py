@@ -270,7 +270,8 @@ def _cuda_block_mask_backend(
     if _is_tiled_layout(block_mask):
         # a kernel TiledLayout is not a FlexAttention BlockMask: without the kernel only the oracle serves it
         return "triton" if triton_ok else "math"
-    if not triton_ok:
+    if not triton_ok or torch.compiler.is_compiling():
+        # (under torch.compile the mask's features would need a device sync: FlexAttention, the default)
         return "flex"
     from polyhead.attention.kernels import measured
 
