@@ -440,9 +440,10 @@ class CTRModule(pl.LightningModule):
         from polyhead.attention.analysis import capture_attention
 
         explain = isinstance(self.net, AutoInt) and batch_idx < self.hparams.explain_batches
-        with capture_attention(self.net) if explain else contextlib.nullcontext() as maps:
+        net = self.net
+        with capture_attention(net) if explain and net is not None else contextlib.nullcontext() as maps:
             self._test_logits.append(self._eval_step("test", batch).detach().cpu())
-        if not explain:
+        if not explain or maps is None:
             return
         # (layers, heads, F, F): mean over the batch of each layer's field-to-field attention.
         batch_maps = torch.stack([ws[0].mean(0) for ws in maps.values()]).cpu()

@@ -75,7 +75,7 @@ def write_report(results: dict[str, dict], path: Path, title: str) -> None:
         lines += [
             f"| {m} | " + " | ".join(f"{g[k]:.3f}" for k in effects) + " |" for m, g in recovered.items()
         ]
-    if ex and "planted_pair_ranks" in ex:
+    if attn_model and ex and "planted_pair_ranks" in ex:
         lines += [
             "",
             f"Planted interacting pairs, rank among {ex['num_pairs']} field pairs by {attn_model} attention:",

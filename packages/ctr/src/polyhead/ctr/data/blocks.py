@@ -67,7 +67,7 @@ class BlockReader:
         self.path, self.spec, self.separator, self.header = path, spec, separator, header
         self.columns, self.labeled, self.block_bytes = columns, labeled, block_bytes
         types = {f.name: f for f in spec.fields}
-        self._schema = {}
+        self._schema: dict[str, type[pl.DataType]] = {}
         for c in columns:
             f = types.get(c)
             if c == spec.label and labeled:
@@ -125,7 +125,7 @@ class BlockReader:
     def schema(self) -> pl.Schema:
         """The schema of the frames (that of the line-level reader's good rows)."""
         spec = self.spec
-        out: dict[str, pl.DataType] = {"line": pl.get_index_type()}
+        out: dict[str, pl.DataType | type[pl.DataType]] = {"line": pl.get_index_type()}
         if self.labeled:
             out["label"] = pl.Int8()
         for f in spec.fields:

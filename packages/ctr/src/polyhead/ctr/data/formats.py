@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+from polars.expr.whenthen import ChainedThen, Then
 
 # The specs are defined without polars in spec.py (for a fast CLI start) and re-exported here.
 from polyhead.ctr.data.spec import AVAZU_CATEGORICAL as AVAZU_CATEGORICAL
@@ -240,7 +241,7 @@ def read_delimited(
         )
     if spec.time_column:
         checks.append((empty(spec.time_column), pl.lit(f"time column {spec.time_column!r} is empty")))
-    reason = pl.when(checks[0][0]).then(checks[0][1])
+    reason: Then | ChainedThen = pl.when(checks[0][0]).then(checks[0][1])
     for cond, msg in checks[1:]:
         reason = reason.when(cond).then(msg)
     parsed = parsed.with_columns(reason.otherwise(None).alias("_reason"))
@@ -318,7 +319,7 @@ def read_parquet(path: Path, spec: DatasetSpec, *, require_label: bool = True) -
         cols.append(pl.col(spec.time_column).alias("_time"))
     if not checks:
         return ReadResult(lf.select(cols), lf.head(0).select("line", pl.lit("").alias("reason")), labeled)
-    reason = pl.when(checks[0][0]).then(checks[0][1])
+    reason: Then | ChainedThen = pl.when(checks[0][0]).then(checks[0][1])
     for cond, msg in checks[1:]:
         reason = reason.when(cond).then(msg)
     lf = lf.with_columns(reason.otherwise(None).alias("_reason"))

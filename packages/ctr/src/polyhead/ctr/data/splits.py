@@ -16,6 +16,8 @@ The feature encoder is fitted on the train rows only, whichever way they were ch
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from polyhead.ctr.data.spec import SplitSpec as SplitSpec
@@ -27,7 +29,7 @@ def hash_split(seed: int) -> pl.Expr:
     return pl.when(bucket < 8).then(0).when(bucket == 8).then(1).otherwise(2).cast(pl.UInt8).alias("split")
 
 
-def time_bounds(times: pl.Series, spec: SplitSpec) -> tuple[object, object, bool]:
+def time_bounds(times: pl.Series, spec: SplitSpec) -> tuple[Any, Any, bool]:
     """The validation and test thresholds of a time split from every row's time value, and whether the
     values compare as numbers (numeric text does, so "9" < "10"). One column in memory, not the rows."""
     numeric = False
@@ -43,7 +45,7 @@ def time_bounds(times: pl.Series, spec: SplitSpec) -> tuple[object, object, bool
 
 
 def split_expr(
-    spec: SplitSpec, *, bounds: tuple[object, object, bool] | None = None, n_rows: int | None = None
+    spec: SplitSpec, *, bounds: tuple[Any, Any, bool] | None = None, n_rows: int | None = None
 ) -> pl.Expr:
     """The ``split`` column (UInt8) of a frame with ``line`` (hash), ``_split`` (column), ``_time`` (time, with
     :func:`time_bounds`) or ``_row``, the position among the good rows (holdout_last, with ``n_rows``)."""

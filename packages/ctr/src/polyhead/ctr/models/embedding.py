@@ -18,6 +18,7 @@ class FieldEmbedding(nn.Module):
         super().__init__()
         self.num_fields = len(cardinalities)
         offsets = torch.tensor([0, *cardinalities[:-1]]).cumsum(0)
+        self.offsets: Tensor
         self.register_buffer("offsets", offsets, persistent=False)
         self.table = nn.Embedding(int(sum(cardinalities)), dim)
         nn.init.normal_(self.table.weight, std=1e-2 if dim > 1 else 1e-4)
