@@ -423,8 +423,9 @@ def launch_configs(
         if "SUB_N" in c:
             c["SUB_N"] = min(c["SUB_N"], block_n)
         # Where the kernel report found spills after the tiles shrank or the sub-tile loop grew (ptxas's
-        # allocation is sensitive to both): sm_80 dQ on tiles of <= 32 x 32 spilled 8 B with 8 warps at head
-        # dims <= 64 (and 24 B with 4 warps at 128); sm_90 dQ on layout blocks of 128 spilled 292 B with 4 warps and 2 stages, not with 8 warps.
+        # allocation is sensitive to both): sm_80 dQ on tiles of <= 32 x 32 spilled 8 B with 8 warps at
+        # head dims <= 64 (and 24 B with 4 warps at 128); sm_90 dQ on layout blocks of 128 spilled 292 B
+        # with 4 warps and 2 stages, not with 8 warps.
         if kernel == "bwd_dq" and arch < 90 and head_dim <= 64 and c["SUB_M"] * c["SUB_N"] <= 1024:
             c["num_warps"] = 4
         if kernel == "bwd_dq" and arch >= 90 and dtype != torch.float32 and block_n > c["SUB_N"] == 64:
