@@ -146,3 +146,29 @@ def test_benchmark_table_round_trip_drives_the_rule() -> None:
     assert measured.choose(feats, grad=True, **{**kw, "table": table2}) == "triton"
     assert measured.choose({**feats, "per_head": False, "block_density": 0.05}, grad=True,
                            **{**kw, "table": table2}) == "flex"  # fmt: skip
+
+
+def test_benchmark_patterns_build_on_cpu() -> None:
+    """Every benchmark pattern gives a kernel layout equal to its mask_mod and a FlexAttention BlockMask
+    (with key padding folded in, as the batch-4 setting does) at a small length, before any GPU time."""
+    from torch.nn.attention.flex_attention import and_masks, create_block_mask
+
+    from polyhead.attention.kernels import measured
+    from polyhead.attention.layouts import dense_pattern, tiled_layout_from_mask_mod
+
+    bench = _bench_module()
+    L, H = 1024, 4  # 32 x 32 image tokens for the 2-D layouts
+    kpm = torch.arange(L)[None, :] < torch.tensor([L, 700])[:, None]
+    for name in (*bench.PATTERNS_1D, *bench.PATTERNS_2D):
+        mm, per_head = bench._mask_mod(name, L, torch.device("cpu"))
+        Hl = H if per_head else 1
+        lay = tiled_layout_from_mask_mod(mm, Hl, L, L, bench.BLOCK, bench.BLOCK)
+        assert torch.equal(lay.dense()[0], dense_pattern(mm, Hl, L, L)), name
+        assert 0 < lay.density <= 17 / 32, (name, lay.density)  # causal at 16 x 16 blocks: 136 / 256
+
+        def pad_mod(b, h, q, k):
+            return kpm[b, k]
+
+        bm = create_block_mask(and_masks(mm, pad_mod), 2, Hl if per_head else None, L, L, device="cpu")
+        feats = measured.block_mask_features(bm)
+        assert 0 < feats["block_density"] <= 1 and feats["per_head"] == per_head, (name, feats)
