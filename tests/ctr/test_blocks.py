@@ -169,3 +169,20 @@ def test_numeric_index_table_matches_the_bucket_formula(method: str) -> None:
         for v, b in zip(values, labels)
     ]
     assert got == want and len(set(want)) > 5
+
+
+def test_predict_reads_unlabeled_criteo_in_blocks_as_the_line_reader(
+    criteo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from polyhead.ctr.data.encoder import FeatureEncoder
+
+    out = prepare.preprocess(criteo, criteo_spec(min_count=2), tmp_path / "c", block_bytes=50_000)
+    enc = FeatureEncoder.load(out / "encoder.json")
+    unlabeled = tmp_path / "test.txt"  # Criteo's test format: the 39 feature columns, no label
+    lines = criteo.read_text().rstrip("\n ").split("\n")
+    unlabeled.write_text("\n".join(line.split("\t", 1)[1] for line in lines) + "\n")
+    fast, skipped = prepare.transform_file(unlabeled, criteo_spec(min_count=2), enc)
+    assert "label" not in fast.columns and fast.height == 3000 and skipped == {}
+    _line_reader_only(monkeypatch)
+    slow, _ = prepare.transform_file(unlabeled, criteo_spec(min_count=2), enc)
+    assert fast.equals(slow)

@@ -207,13 +207,25 @@ def transform_file(
     ``idx_*``/``val_*``) and the skipped lines by reason.
     """
     path = Path(path)
-    res = read_raw(path, spec, require_label=require_label)
-    skipped = check_bad_lines(path, res, skip=skip_bad_lines)
-    encoded = encoder.transform(res.frame)
-    schema = encoded.collect_schema()
-    cols = ["line", *[c for c in ("label", "id") if c in schema]]
-    cols += [c for c in schema if c.startswith(("idx_", "val_"))]
-    df = encoded.select(cols).collect(engine="streaming")
+    df = None
+    skipped: dict[str, int] = {}
+    reader = BlockReader.open(path, spec, require_label=require_label)
+    if reader is not None:  # the block reader first, as in preprocess
+        try:
+            frames = [_scored_columns(encoder.transform(f.lazy())).collect() for f in reader]
+            df = pl.concat(frames, how="vertical") if frames else None
+        except NotFastReadable as why:
+            print(f"polyhead-ctr: {path}: reading line by line ({why})")
+    if df is None:
+        res = read_raw(path, spec, require_label=require_label)
+        skipped = check_bad_lines(path, res, skip=skip_bad_lines)
+        df = _scored_columns(encoder.transform(res.frame)).collect(engine="streaming")
     if df.height == 0:
         raise MalformedLineError(f"{path}: no data lines to score; expected {spec.format} lines")
     return df, skipped
+
+
+def _scored_columns(encoded: pl.LazyFrame) -> pl.LazyFrame:
+    schema = encoded.collect_schema()
+    cols = ["line", *[c for c in ("label", "id") if c in schema]]
+    return encoded.select(cols + [c for c in schema if c.startswith(("idx_", "val_"))])
