@@ -131,9 +131,8 @@ def corpus_ablation(
     cache = out / "cache"
     test_manifest = synthesize_corpus(cache, num_utterances=600, seed=0, task="digits") / "test.jsonl"
     results = []
-    for i, (label, aug) in enumerate(CORPUS_ROWS):
-        if rows is not None and i not in rows:
-            continue
+    for i in range(len(CORPUS_ROWS)) if rows is None else rows:  # in the order given
+        label, aug = CORPUS_ROWS[i]
         common = ["--data.cache_dir", str(cache), "--run.wandb", "disabled", *QUICK_DATA,
                   *(a for k, v in aug.items() for a in (f"--data.{k}", str(v)))]  # fmt: skip
         t0 = time.monotonic()
