@@ -29,7 +29,7 @@ from polyhead.speech.data.errors import SpeechDataError
 from polyhead.speech.data.features import Fbank
 from polyhead.speech.data.manifest import SkipReport, Utterance, read_manifest
 from polyhead.speech.data.normalize import TextNormalizer
-from polyhead.speech.data.tokenizer import BpeTokenizer, CharTokenizer
+from polyhead.speech.data.tokenizer import BpeTokenizer, CharTokenizer, Tokenizer
 from polyhead.speech.run_settings import SpeechSettings
 
 SPLIT_OF_STAGE = {"fit": ("train", "dev"), "validate": ("dev",), "test": ("test",), "predict": ("predict",)}
@@ -124,8 +124,8 @@ class SpeechDataModule(pl.LightningDataModule):
         for name, share in (("data.reverb", reverb), ("data.recorded_noise", recorded_noise)):
             if not 0.0 <= share <= 1.0:
                 raise ValueError(f"{name} is a share of utterances in [0, 1], got {share}")
-        self.augment = {"voices": voices, "reverb": reverb, "recorded_noise": recorded_noise,
-                        "noise_file": noise_file}  # fmt: skip
+        self.voices, self.reverb, self.recorded_noise = voices, reverb, recorded_noise
+        self.noise_file = noise_file
         self.tokenizer_kind, self.bpe_vocab_size, self.n_mels = tokenizer, bpe_vocab_size, n_mels
         self.batch_size, self.max_batch_seconds, self.max_duration = (
             batch_size,
@@ -147,7 +147,9 @@ class SpeechDataModule(pl.LightningDataModule):
 
         try:
             return synthesize_corpus(self.cache_dir, num_utterances=self.num_utterances, seed=self.seed,
-                                     workers=self.synth_workers, task=self.task, **self.augment)  # fmt: skip
+                                     workers=self.synth_workers, task=self.task, voices=self.voices,
+                                     reverb=self.reverb, recorded_noise=self.recorded_noise,
+                                     noise_file=self.noise_file)  # fmt: skip
         except (
             RuntimeError,
             FileNotFoundError,
@@ -224,6 +226,7 @@ class SpeechDataModule(pl.LightningDataModule):
     def _new_settings(self) -> SpeechSettings:
         """Tokenizer and features built from the training transcripts (a fresh ``fit``, or an untrained model)."""
         texts = [u.text for u in self._read(self.manifest_of("train"), SkipReport(), skip_bad=True)]
+        tok: Tokenizer
         if self.tokenizer_kind == "char":
             tok = CharTokenizer.train(texts, self.normalizer)
         else:
@@ -255,6 +258,8 @@ class SpeechDataModule(pl.LightningDataModule):
     # ---- loaders ---------------------------------------------------------------------------------------
     def _loader(self, split: str, train: bool) -> DataLoader:
         utts = self.utterances(split)
+        if self.settings is None:
+            raise RuntimeError("the data module has no tokenizer/feature settings yet (setup() not run)")
         ds = SpeechDataset(utts, self.settings.tokenizer, self.settings.fbank(),
                            speed_factors=self.speed if train else (1.0,), skip_bad=self.skip_bad,
                            max_duration=self.max_duration, seed=self.seed)  # fmt: skip

@@ -105,7 +105,7 @@ def attention_beam_search(
                 new.append((seq + [tok], s))
                 src.append(b)
         beams = new
-        if incremental and beams:
+        if incremental and beams and cache is not None:
             keep = torch.tensor(src, device=dev)
             cache = [c.index_select(0, keep) for c in cache]
         if not beams or (

@@ -58,7 +58,7 @@ def cross_attention(model: ASRModel, feats: Tensor, tokens: list[int]) -> Tensor
     enc, _, mask = model.encode(feats, lengths)
     ys = torch.tensor([[SOS_EOS, *tokens]], device=feats.device)
     _, weights = model.decode_step(ys, torch.ones_like(ys, dtype=torch.bool), enc, mask, need_weights=True)
-    return torch.stack([w[0] for w in weights])  # each (1, H, U + 1, T')
+    return torch.stack([w[0] for w in weights if w is not None])  # each (1, H, U + 1, T')
 
 
 def aggregate(att: Tensor, layers: list[int] | None = None, heads: list[int] | None = None) -> Tensor:
@@ -232,10 +232,10 @@ def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
     acc = np.full((n + 1, m + 1), np.inf)
     acc[0, 0] = 0
     for d in range(2, n + m + 1):  # i + j = d over the padded grid, 1 <= i <= n, 1 <= j <= m
-        i = np.arange(max(1, d - m), min(n, d - 1) + 1)
-        j = d - i
-        best = np.minimum(np.minimum(acc[i - 1, j - 1], acc[i - 1, j]), acc[i, j - 1])
-        acc[i, j] = cost[i - 1, j - 1] + best
+        ii = np.arange(max(1, d - m), min(n, d - 1) + 1)
+        jj = d - ii
+        best = np.minimum(np.minimum(acc[ii - 1, jj - 1], acc[ii - 1, jj]), acc[ii, jj - 1])
+        acc[ii, jj] = cost[ii - 1, jj - 1] + best
     path, i, j = [], n, m
     while i > 0 and j > 0:
         path.append((i - 1, j - 1))
@@ -246,17 +246,17 @@ def dtw_path(cost: np.ndarray) -> list[tuple[int, int]]:
 
 def _words(tokenizer: Tokenizer, tokens: list[int], start: list[float], end: list[float]) -> list[dict]:
     """Group token times into words (a char tokenizer's ``|`` or a BPE piece starting with ``▁``)."""
-    words, cur, t0, t1 = [], "", None, None
+    words, cur, t0, t1 = [], "", 0.0, 0.0
     for tok, s, e in zip(tokens, start, end):
         piece = tokenizer.pieces[tok - 3] if tok >= 3 else ""
         boundary = piece == "|" or piece.startswith("\u2581")
         if boundary and cur:
             words.append({"word": cur, "start": round(t0, 3), "end": round(t1, 3)})
-            cur, t0 = "", None
+            cur = ""
         text = piece.lstrip("\u2581") if piece != "|" else ""
         if text:
+            t0 = s if not cur else t0  # the word starts at its first piece with text
             cur += text
-            t0 = s if t0 is None else t0
             t1 = e
     if cur:
         words.append({"word": cur, "start": round(t0, 3), "end": round(t1, 3)})

@@ -344,7 +344,7 @@ def explain_main(argv: list[str]) -> int:
     try:
         model, settings, hp, ckpt = load_model(a.checkpoint)
         model = model.to(torch.device(a.device))
-        n_layers, n_heads = len(model.decoder), model.decoder[0].cross_attn.num_heads
+        n_layers, n_heads = len(model.decoder), model.num_heads
         for name, picked, n in (("--layers", a.layers, n_layers), ("--heads", a.heads, n_heads)):
             if picked is not None and not all(0 <= i < n for i in picked):
                 raise ValueError(f"{name} {picked}: the model has {n} (indices 0..{n - 1})")

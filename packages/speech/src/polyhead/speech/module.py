@@ -23,6 +23,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+import torchmetrics.text
 from torch import Tensor
 
 from polyhead.attention.blocks import aux_loss
@@ -107,27 +108,37 @@ class SpeechModule(pl.LightningModule):
         dm = self.trainer.datamodule
         if self.net is None and dm.settings is not None:  # a fresh fit: settings from the training texts
             self.build(dm.settings)
-        if stage == "fit" and self.trainer.is_global_zero:
+        if stage == "fit" and self.trainer.is_global_zero and self.settings is not None:
             d = run_dir(self.trainer)
             d.mkdir(parents=True, exist_ok=True)
             self.settings.save(d / SETTINGS_FILE)
+
+    def built(self) -> ASRModel:
+        """The network; an error if it has not been built (no settings from a fit, checkpoint or data)."""
+        if self.net is None:
+            raise RuntimeError(
+                "the speech model is not built yet: fit, a checkpoint or data settings build it"
+            )
+        return self.net
 
     def _ensure_built(self) -> None:
         """An evaluation without a checkpoint (untrained model): the data module's fresh settings."""
         if self.net is None:
             self.build(self.trainer.datamodule.settings)
-            self.net.to(self.device)
+            self.built().to(self.device)
 
     def on_validation_start(self) -> None:
         self._ensure_built()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if self.settings is None:
+            raise RuntimeError("a checkpoint of a model that was never built (no tokenizer/feature settings)")
         checkpoint[CHECKPOINT_KEY] = self.settings.to_dict()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The run's own settings replace any built from files passed now (called before the weights load)."""
         settings = settings_from_checkpoint(checkpoint)
-        if self.net is None or settings.to_dict() != self.settings.to_dict():
+        if self.net is None or self.settings is None or settings.to_dict() != self.settings.to_dict():
             self.build(settings)
         if self._trainer is not None and self.trainer.datamodule is not None:
             dm = self.trainer.datamodule
@@ -163,12 +174,12 @@ class SpeechModule(pl.LightningModule):
         feats, lengths, targets = batch.feats, batch.lengths, batch.targets
         if self.hparams.spec_augment:
             feats = spec_augment(feats, lengths)
-        out = self.net(feats, lengths, targets)
+        out = self.built()(feats, lengths, targets)
         loss, parts = joint_loss(
             out, targets, ctc_weight=self.hparams.ctc_weight, label_smoothing=self.hparams.label_smoothing
         )
         bs = len(targets)
-        aux = aux_loss(self.net)  # MoH load balance of every attention module, None for plain attention
+        aux = aux_loss(self.built())  # MoH load balance of every attention module, None for plain attention
         if aux is not None:
             loss = loss + aux
             self.log("train/aux_loss", aux, batch_size=bs)
@@ -185,8 +196,9 @@ class SpeechModule(pl.LightningModule):
     @torch.no_grad()
     def transcribe(self, feats: Tensor, lengths: Tensor, method: str | None = None) -> list[list[int]]:
         method = method or self.hparams.decoding
-        enc, enc_len, mask = self.net.encode(feats, lengths)
-        lp = self.net.ctc_log_probs(enc)
+        net = self.built()
+        enc, enc_len, mask = net.encode(feats, lengths)
+        lp = net.ctc_log_probs(enc)
         if method == "greedy":
             return greedy_ctc(lp, enc_len)
         if method == "ctc_beam":
@@ -197,10 +209,10 @@ class SpeechModule(pl.LightningModule):
             n = int(enc_len[b])
             mem, mm = enc[b : b + 1, :n], mask[b : b + 1, :n]
             if method == "joint":
-                hyps = joint_decode(self.net, mem, mm, lp[b], n, self.tokenizer, beam_size=hp.beam_size,
+                hyps = joint_decode(net, mem, mm, lp[b], n, self.tokenizer, beam_size=hp.beam_size,
                                     ctc_weight=hp.ctc_weight, length_penalty=hp.length_penalty)  # fmt: skip
             else:
-                hyps = attention_beam_search(self.net, mem, mm, beam_size=hp.beam_size, max_len=max(8, n),
+                hyps = attention_beam_search(net, mem, mm, beam_size=hp.beam_size, max_len=max(8, n),
                                              length_penalty=hp.length_penalty)  # fmt: skip
             out.append(hyps[0].tokens)
         return out
@@ -256,8 +268,8 @@ class SpeechModule(pl.LightningModule):
         self._scored["predict"] += len(idx)
         hyps = self.transcribe(feats, lengths)
         with torch.no_grad():
-            enc, enc_len, _ = self.net.encode(feats, lengths)
-            lp = self.net.ctc_log_probs(enc)
+            enc, enc_len, _ = self.built().encode(feats, lengths)
+            lp = self.built().ctc_log_probs(enc)
         utts = self.trainer.datamodule.splits["predict"]
         rows = []
         for b, h in enumerate(hyps):

@@ -167,7 +167,9 @@ class BucketBatchSampler(Sampler[list[int]]):
             if self.shuffle
             else np.argsort(self.durations, kind="stable")
         )
-        batches, cur, cur_max = [], [], 0.0
+        batches: list[list[int]] = []
+        cur: list[int] = []
+        cur_max = 0.0
         for i in order:
             d = self.durations[i]
             if cur and (

@@ -28,7 +28,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 _ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]  # fmt: skip
 _TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
@@ -141,7 +141,7 @@ class TextNormalizer:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, str] | None) -> TextNormalizer:
+    def from_dict(cls, d: dict[str, Any] | None) -> TextNormalizer:
         return cls(**(d or {}))
 
 

@@ -255,9 +255,10 @@ def synthesize_corpus(
     if task != "sentences":  # the sentence corpus keeps its original cache key
         settings["task"] = task
     if reverb or recorded_noise:  # so do corpora without augmentation
-        settings["augment"] = {"reverb": reverb, "recorded_noise": recorded_noise}
-    if recorded_noise:
-        settings["augment"]["noise_file"] = str(noise_file)
+        augment: dict[str, object] = {"reverb": reverb, "recorded_noise": recorded_noise}
+        if recorded_noise:
+            augment["noise_file"] = str(noise_file)
+        settings["augment"] = augment
     recording = RecordedNoise(path=noise_file, sample_rate=SAMPLE_RATE) if recorded_noise else None
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     root = Path(out_dir) / f"synth_{key}"
@@ -283,7 +284,7 @@ def synthesize_corpus(
             if "rt60" in job:  # the room first, then noise at the microphone
                 rir = synthetic_rir(rng, sample_rate=SAMPLE_RATE, rt60=job["rt60"], drr_db=job["drr_db"])
                 wav = reverberate(wav, rir)
-            if job["snr"] is not None and job.get("recorded"):
+            if job["snr"] is not None and job.get("recorded") and recording is not None:
                 wav = mix_at_snr(wav, recording.segment(len(wav), rng), job["snr"])
             elif job["snr"] is not None:
                 wav = add_noise(wav, job["snr"], rng, pink=job["pink"])

@@ -12,7 +12,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -109,7 +109,7 @@ class ASRModel(nn.Module):
         )
         self.dec_norm = nn.LayerNorm(d_model)
         self.out = nn.Linear(d_model, vocab_size)
-        self.d_model, self.vocab_size = d_model, vocab_size
+        self.d_model, self.vocab_size, self.num_heads = d_model, vocab_size, heads
 
     def encode(self, feats: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``(B, T, F)`` -> encoder output ``(B, T', d)``, lengths ``(B,)``, key mask ``(B, T')`` (True = frame)."""
@@ -159,7 +159,8 @@ class ASRModel(nn.Module):
         pos = sinusoidal_positions(t + 1, self.d_model, tokens.device, memory.dtype)[t:]  # (1, d)
         y = self.embed(tokens)[:, None] * self.d_model**0.5 + pos  # (n, 1, d)
         new_cache = []
-        for i, layer in enumerate(self.decoder):
+        for i, module in enumerate(self.decoder):
+            layer = cast(DecoderLayer, module)
             h = layer.norm1(y)
             prefix = h if cache is None else torch.cat([cache[i], h], 1)  # (n, t + 1, d)
             new_cache.append(prefix)
