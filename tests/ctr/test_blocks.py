@@ -114,18 +114,18 @@ def test_criteo_cache_from_blocks_equals_line_reader(
 def test_a_bad_block_goes_to_the_line_reader_which_names_the_line(
     criteo: Path, tmp_path: Path, bad_line: str, message: str
 ) -> None:
-    lines = criteo.read_text().rstrip("\n ").split("\n")
-    lines[1999] = bad_line
+    lines = criteo.read_text().rstrip("\n ").split("\n")[:600]
+    lines[299] = bad_line
     path = tmp_path / "bad.tsv"
     path.write_text("\n".join(lines) + "\n")
     reader = BlockReader.open(path, criteo_spec(), block_bytes=4096)
     with pytest.raises(NotFastReadable):
         list(reader)
-    with pytest.raises(MalformedLineError, match=rf"{path}: line 2000: {message}"):
+    with pytest.raises(MalformedLineError, match=rf"{path}: line 300: {message}"):
         prepare.preprocess(path, criteo_spec(), tmp_path / "c", block_bytes=4096)
     out = prepare.preprocess(path, criteo_spec(), tmp_path / "c", block_bytes=4096, skip_bad_lines=True)
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["reader"] == "lines" and meta["skipped_lines"] == 1 and sum(meta["rows"].values()) == 2999
+    assert meta["reader"] == "lines" and meta["skipped_lines"] == 1 and sum(meta["rows"].values()) == 599
 
 
 def test_value_counts_and_weighted_quantiles_match_the_expanded_values() -> None:
