@@ -61,7 +61,10 @@ def _run(
 @pytest.fixture(scope="session")
 def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """package name -> its wheel, built once for all pytest-xdist workers of the session."""
-    shared = tmp_path_factory.getbasetemp().parent  # the same directory for every worker of this session
+    # Under pytest-xdist each worker's base directory sits inside the session's one (pytest-N/popen-gwK);
+    # without it the base directory is the session's own.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     dist = shared / "polyhead-wheels"
     with FileLock(str(shared / "polyhead-wheels.lock")):
         if not (dist / "done").exists():
