@@ -288,7 +288,7 @@ def _cuda_block_mask_backend(
         grad=requires_grad,
         candidates=("triton", "flex"),
         device_name=device_name,
-        capability=tuple(capability),
+        capability=(int(capability[0]), int(capability[1])),
         table=table,
     )
     # No measured row fits (another device, pattern, dtype, feature set): FlexAttention, the conservative

@@ -353,7 +353,7 @@ def _layout_args(layout: TiledLayout, B: int, H: int, device: torch.device) -> t
     s_ih = idx.stride(1) if idx.shape[1] == H else 0
     s_cb = cnt.stride(0) if cnt.shape[0] == B else 0
     s_ch = cnt.stride(1) if cnt.shape[1] == H else 0
-    if layout.tile_ids is not None:
+    if layout.tile_ids is not None and layout.tiles is not None:
         tile_ids = layout.tile_ids.to(device)
         # bool -> int8 is a view (same bytes); the kernels read the table as bytes
         tiles = layout.tiles.to(device).contiguous().view(torch.int8)

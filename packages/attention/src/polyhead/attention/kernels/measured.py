@@ -150,4 +150,4 @@ def choose(
     if row is None:
         return None
     timed = {b: ms for b, ms in row["ms"][MODES[int(grad)]].items() if b in candidates}
-    return min(timed, key=timed.get) if timed else None
+    return min(timed, key=lambda b: timed[b]) if timed else None
