@@ -3,8 +3,9 @@
 # under its own time limit, each leaving its log (and the benchmark its JSON, written after every length)
 # in $OUT even when a later step fails or runs out of time:
 #
-#   1. gpu_tests      the kernels' GPU tests (FA accuracy rule against float64 at L = 1k-4k for every
-#                     feature, the autotuned choice and every launch candidate) and the dispatch tests;
+#   1. gpu_tests      the GPU tests: the kernels' (FA accuracy rule against float64 at L = 1k-4k for every
+#                     feature, the autotuned choice and every launch candidate) and auto's choice on this
+#                     device for a forward-only and a training call (the CPU tests run in CI);
 #   2. bench_core     pipelines/bench/kernels.py --suite core (B 1, H 16, D 64, bf16, the four 1-D patterns
 #                     at L = 4096 and 16384: issue 22's acceptance rows) + the measured table for this device
 #                     ($OUT/measured.json: copy it over packages/attention/src/polyhead/attention/kernels/
@@ -38,8 +39,8 @@ step() {
     "$PY" -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__, torch.cuda.get_device_name(), torch.cuda.get_device_capability())"
 } | tee "$OUT/env.txt"
 
-step gpu_tests 150 "$PY" -m pytest tests/attention/test_kernels.py tests/attention/test_dispatch.py \
-    -m "gpu or not (interp or slow)" -q -n 0 -p no:cacheprovider
+step gpu_tests 150 "$PY" -m pytest tests/attention/test_kernels.py tests/attention/test_dispatch.py -m gpu \
+    -q -n 0 -p no:cacheprovider
 step bench_core 200 "$PY" pipelines/bench/kernels.py --suite core --reps 20 \
     --out "$OUT/kernels_core.json" --write-table "$OUT/measured.json"
 step bench_coverage 130 "$PY" pipelines/bench/kernels.py --suite coverage --reps 10 \

@@ -97,14 +97,15 @@ def _s2_block_mask(L: int, H: int, stride: int, block: int = 128):
     """A FlexAttention BlockMask of the benchmark's S2 pattern (64-token S2 blocks) at 128 x 128 blocks."""
     from torch.nn.attention.flex_attention import BlockMask
 
-    from polyhead.attention.variants.s2 import s2_block_mask
+    from polyhead.attention.variants.s2 import s2_block_mask, s2_mask_mod
 
     n = L // 64
     fine = s2_block_mask(H, n, n, local_blocks=4, vert_stride=stride, head_step=1, causal=True)
     coarse = fine.view(H, n // 2, 2, n // 2, 2).any(4).any(2)[None]  # (1, H, nq, nk) at 128
     num = coarse.sum(-1).to(torch.int32)
     idx = torch.argsort((~coarse).to(torch.int8), dim=-1, stable=True).to(torch.int32)
-    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=block, seq_lengths=(L, L))
+    mm = s2_mask_mod(block_size=64, local_blocks=4, vert_stride=stride, head_step=1, causal=True)
+    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=block, mask_mod=mm, seq_lengths=(L, L))
 
 
 def _causal_block_mask(L: int, block: int = 128):
@@ -114,7 +115,9 @@ def _causal_block_mask(L: int, block: int = 128):
     coarse = torch.ones(n, n, dtype=torch.bool).tril()[None, None]
     num = coarse.sum(-1).to(torch.int32)
     idx = torch.argsort((~coarse).to(torch.int8), dim=-1, stable=True).to(torch.int32)
-    return BlockMask.from_kv_blocks(num, idx, BLOCK_SIZE=block, seq_lengths=(L, L))
+    return BlockMask.from_kv_blocks(
+        num, idx, BLOCK_SIZE=block, mask_mod=lambda b, h, q, k: k <= q, seq_lengths=(L, L)
+    )
 
 
 def _choice(q, block_mask, *, grad, device=("NVIDIA H200", (9, 0)), triton_ok=True, bias=None, mask=None,
@@ -203,3 +206,42 @@ def test_auto_tells_select_backend_whether_gradients_are_needed(monkeypatch: pyt
         attention(q, k, k)
     attention(q, k.detach(), k.detach())
     assert seen == [True, False, False]
+
+
+@pytest.mark.gpu
+def test_auto_on_cuda_follows_the_table_for_the_call_mode() -> None:
+    """On a GPU: auto picks what the shipped table says for a forward-only and a training call with an S2
+    BlockMask, and both paths give the same output."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    from polyhead.attention import kernels
+    from polyhead.attention.kernels import measured
+
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    q, k, v = (torch.randn(1, 16, 4096, 64, device=dev, dtype=torch.bfloat16, generator=g) for _ in range(3))
+    bm = _s2_block_mask(4096, 16, 4).to(dev)
+    feats = measured.call_features(q, kv_len=4096, kv_heads=16, block_mask=bm, key_padding=False, bias=False)
+    name, cap = torch.cuda.get_device_name(), torch.cuda.get_device_capability()
+    ok = kernels.supports(q, block_mask=bm)
+    kw = {"candidates": ("triton", "flex"), "device_name": name, "capability": cap}
+    want = {
+        grad: (measured.choose(feats, grad=grad, **kw) or "flex") if ok else "flex" for grad in (False, True)
+    }
+    sel = {
+        "bias": None,
+        "mask": None,
+        "block_mask": bm,
+        "need_weights": False,
+        "kv_len": 4096,
+        "kv_heads": 16,
+    }
+    with torch.no_grad():
+        assert select_backend(q, **sel) == want[False]
+        out_f = attention(q, k, v, block_mask=bm)
+    qg = q.clone().requires_grad_()
+    assert select_backend(qg, **sel) == want[True]
+    out_fb = attention(qg, k, v, block_mask=bm)
+    out_fb.float().square().mean().backward()
+    assert qg.grad is not None and torch.isfinite(qg.grad).all()
+    torch.testing.assert_close(out_f.float(), out_fb.detach().float(), atol=2e-2, rtol=2e-2)

@@ -96,9 +96,7 @@ def test_gpu_check_script_parses() -> None:
     proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     text = script.read_text()
-    assert (
-        "--suite core" in text and "--suite coverage" in text and '-m "gpu or not (interp or slow)"' in text
-    )
+    assert "--suite core" in text and "--suite coverage" in text and "test_dispatch.py -m gpu" in text
 
 
 def _bench_module():
