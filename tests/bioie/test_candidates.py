@@ -156,6 +156,9 @@ def test_generated_cross_sentence_relations_and_document_recall():
     # window 0 reproduces the generator's sentence-level candidates; some relations exist only across sentences
     w0 = [e for d in docs for e in document_examples(d, parses[d.id])]
     assert len(w0) == len(exact) and not any(map(is_cross_sentence, w0))
+    # ... with the same NER tags (a generated sentence never names one concept twice)
+    by_key = {(e.docid, e.subj_start, e.obj_start, tuple(e.tokens)): e.ner for e in exact}
+    assert all(by_key[(e.docid, e.subj_start, e.obj_start, tuple(e.tokens))] == e.ner for e in w0)
     gold = {(d.id, r.type, r.arg1, r.arg2) for d in docs for r in d.relations}
 
     def oracle_recall(examples):
@@ -183,3 +186,23 @@ def test_generated_cross_sentence_relations_and_document_recall():
                 if e.docid == d.id and (e.subj_id, e.obj_id, e.relation) == (r.arg1, r.arg2, r.type)
             ]
             assert pos and all(is_cross_sentence(e) and e.deprels.count(NEXT_SENTENCE) == 1 for e in pos)
+
+
+def test_other_mentions_of_an_argument_concept_are_marked():
+    # "Aspirin and heparin were given ." + "Aspirin induced asthma ."
+    t, a = "Aspirin and heparin were given .", "Aspirin induced asthma ."
+    s0 = _sentence(t.split(), [5, 3, 1, 5, 0, 5], ["nsubjpass", "cc", "conj", "auxpass", "ROOT", "punct"], 0)
+    s1 = _sentence(a.split(), [2, 0, 2, 2], ["nsubj", "ROOT", "dobj", "punct"], len(t) + 1)
+    b = len(t) + 1
+    doc = Document("9", t, a, [Mention(0, 7, "Aspirin", "Chemical", ("D1",)),
+                               Mention(12, 19, "heparin", "Chemical", ("D2",)),
+                               Mention(b, b + 7, "Aspirin", "Chemical", ("D1",)),
+                               Mention(b + 16, b + 22, "asthma", "Disease", ("D3",))],
+                   [Relation("CID", "D1", "D3")])  # fmt: skip
+    ex = {(e.tokens[e.subj_start], e.subj_start, e.obj_start): e
+          for e in document_examples(doc, [s0, s1], pair_types=[("Chemical", "Disease")], window=1)}  # fmt: skip
+    assert set(ex) == {("Aspirin", 0, 8), ("heparin", 2, 8), ("Aspirin", 0, 2)}  # the last: within sentence 1
+    assert ex["Aspirin", 0, 8].ner[6] == "SAME_AS_SUBJ" and ex["Aspirin", 0, 8].relation == "CID"
+    assert ex["heparin", 2, 8].ner[6] == "CHEMICAL" and ex["heparin", 2, 8].relation == NO_RELATION
+    assert ex["heparin", 2, 8].ner[:3] == ["CHEMICAL", "O", "CHEMICAL"]
+    assert ex["Aspirin", 0, 2].ner == ["CHEMICAL", "O", "DISEASE", "O"]

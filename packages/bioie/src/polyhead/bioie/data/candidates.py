@@ -12,7 +12,9 @@ sentence's root with the deprel ``nextsent``. This is how Peng et al. 2017 ("Cro
 Extraction with Graph LSTMs", TACL, arXiv:1708.03743) and AGGCN's cross-sentence n-ary setting (Guo et al.
 2019, arXiv:1906.07510) link adjacent sentences; unlike Peng et al. we add no coreference or discourse edges
 (the parses carry none). The merged graph stays one tree, so path-centric pruning (Zhang et al. 2018)
-works unchanged. A concept pair that has a within-sentence candidate still gets its cross-sentence
+works unchanged. Other mentions of the subject's or object's concept id inside the example are tagged
+``SAME_AS_SUBJ`` / ``SAME_AS_OBJ`` in the NER channel (within sentences too), so a model can tell a
+relation stated about the same concept elsewhere in the window from one about a different entity. A concept pair that has a within-sentence candidate still gets its cross-sentence
 candidates: de-duplication happens where the CDR evaluation does it, when mention-pair predictions are
 aggregated by concept id (:func:`polyhead.bioie.metrics.aggregate_by_concept`, max score).
 
@@ -34,6 +36,10 @@ TYPE_ALIASES = {"chemical": "Chemical", "drug": "Chemical", "disease": "Disease"
                 "gene-y": "Gene", "gene-n": "Gene", "protein": "Gene", "geneorgeneproduct": "Gene"}  # fmt: skip
 NER_OF = {"Chemical": "CHEMICAL", "Disease": "DISEASE", "Gene": "GENE"}
 NEXT_SENTENCE = "nextsent"  # deprel of the edge from a sentence's root to the previous sentence's root
+SAME_AS_SUBJ, SAME_AS_OBJ = (
+    "SAME_AS_SUBJ",
+    "SAME_AS_OBJ",
+)  # NER tags of other mentions of an argument's concept
 
 
 def normalise_type(t: str) -> str:
@@ -114,6 +120,33 @@ def _merge(parts: list[_Placed]) -> tuple[list[str], list[int], list[str], list[
     return tokens, heads, deprels, pos, ner, offsets
 
 
+def _window_mentions(parts: list[_Placed]) -> list[tuple[int, int, frozenset[str]]]:
+    """The mentions of a (merged) window as ``(start, end, concept ids)`` in the window's token indices."""
+    out, base = [], 0
+    for p in parts:
+        out += [(a + base, b + base, frozenset(m.ids)) for (a, b), m in zip(p.spans, p.mentions) if m.ids]
+        base += len(p.sentence.tokens)
+    return out
+
+
+def _mark_same_concept(
+    ner: list[str], others: list[tuple[int, int, frozenset[str]]], sm: Mention, om: Mention,
+    starts: tuple[int, int],
+) -> list[str]:  # fmt: skip
+    """A copy of ``ner`` in which the window's other mentions of the subject's (object's) concept are tagged
+    ``SAME_AS_SUBJ`` (``SAME_AS_OBJ``): the only entity-identity signal a model gets, since the parses carry no
+    coreference. Without it a pair ``(C1, D)`` next to a sentence ``C2 induced D`` looks like ``(C2, D)``."""
+    out = list(ner)
+    s_ids, o_ids = set(sm.ids), set(om.ids)
+    for a, b, ids in others:
+        if a in starts:  # the subject and object themselves
+            continue
+        tag = SAME_AS_SUBJ if ids & s_ids else SAME_AS_OBJ if ids & o_ids else None
+        if tag is not None:
+            out[a : b + 1] = [tag] * (b - a + 1)
+    return out
+
+
 def document_examples(
     doc: Document,
     sentences: list[ParsedSentence],
@@ -175,6 +208,8 @@ def document_examples(
                 )
                 ds = do = 0
                 sid = f"s{pa.index}"
+            window_parts = placed[min(a_pos, b_pos) : max(a_pos, b_pos) + 1]
+            others = _window_mentions(window_parts)
             for (sa, sb), sm, st in zip(pa.spans, pa.mentions, pa.types):
                 for (oa, ob), om, ot in zip(pb.spans, pb.mentions, pb.types):
                     if (st, ot) not in pairs or (not cross and (sa, sb) == (oa, ob)):
@@ -183,7 +218,8 @@ def document_examples(
                         RelationExample(
                             id=f"{doc.id}-{sid}-{sm.start}-{om.start}", tokens=list(tokens), subj_start=sa + ds,
                             subj_end=sb + ds, obj_start=oa + do, obj_end=ob + do, subj_type=st, obj_type=ot,
-                            heads=list(heads), deprels=list(deprels), pos=list(pos), ner=list(ner),
+                            heads=list(heads), deprels=list(deprels), pos=list(pos),
+                            ner=_mark_same_concept(ner, others, sm, om, (sa + ds, oa + do)),
                             relation=label_of(sm, om), docid=doc.id, subj_id="|".join(sm.ids) or sm.key,
                             obj_id="|".join(om.ids) or om.key, char_offsets=list(offsets),
                         )
