@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import lightning.pytorch as pl
 import numpy as np
@@ -199,7 +199,9 @@ class LowLightDataModule(pl.LightningDataModule):
             )
         self.format, self.paths = format, {"train": train, "val": val, "test": test}
         self.root, self.image_dir, self.light = root, image_dir, light
-        self.synthesize, self.synth_exposure = synthesize, tuple(synth_exposure)
+        self.synthesize = synthesize
+        # tuple() turns the list jsonargparse may pass back into a tuple; the annotation fixes its length
+        self.synth_exposure = cast("tuple[float, float]", tuple(synth_exposure))
         self.image_size, self.seed, self.split_fractions = image_size, seed, tuple(split_fractions)
         self.generated = {"train": generated_train, "val": generated_val, "test": generated_test}
         self.categories = list(categories) if categories is not None else None
@@ -253,6 +255,7 @@ class LowLightDataModule(pl.LightningDataModule):
                     f"format 'coco': --data.{split} (a COCO JSON file) is needed for this command"
                 )
             return read_coco(path, self.image_dir, skip_bad=self.skip_bad, categories=cats)
+        assert self.root is not None  # __init__ requires --data.root for voc, exdark and darkface
         if self.format == "voc":
             name = self.paths[split] or split
             return read_voc(

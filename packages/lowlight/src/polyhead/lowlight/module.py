@@ -149,6 +149,7 @@ class LowLightModule(pl.LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         images, targets, _ = batch
+        assert self.net is not None  # built in setup() or on_load_checkpoint() before any step
         losses = self.net(images, targets)
         loss = sum(losses.values())
         aux = self.net.aux_loss()

@@ -158,7 +158,8 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
 def _cli(args: list[str]) -> object:
     from polyhead.lowlight.cli import main
 
-    return main(args)
+    main(args)
+    return None
 
 
 _TINY = ["--data.generated_train", "32", "--data.generated_val", "16", "--data.generated_test", "16",

@@ -138,7 +138,8 @@ def write_coco(data: DetectionSet, annotation_file: str | Path, image_dir: str |
     """Write ``data`` as COCO detection JSON (``file_name`` relative to ``image_dir``, default the JSON's folder)."""
     path = Path(annotation_file)
     root = Path(image_dir) if image_dir is not None else path.parent
-    images, annotations = [], []
+    images: list[dict[str, object]] = []
+    annotations: list[dict[str, object]] = []
     for rec in data.records:
         try:
             name = Path(rec.path).resolve().relative_to(root.resolve()).as_posix()

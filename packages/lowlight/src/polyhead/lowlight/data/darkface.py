@@ -24,7 +24,7 @@ def read_darkface(label_dir: str | Path, image_dir: str | Path, *, skip_bad: boo
     if not files:
         raise FileNotFoundError(f"{label_root}: no DARK FACE .txt label files")
     log = IssueLog(str(label_root), skip_bad)
-    records = []
+    records: list[ImageRecord] = []
     for f in files:
         image = next((img_root / f"{f.stem}{s}" for s in (".png", *IMAGE_SUFFIXES)
                       if (img_root / f"{f.stem}{s}").is_file()), None)  # fmt: skip

@@ -37,7 +37,7 @@ def read_exdark(
     names = list(categories) if categories is not None else list(EXDARK_CLASSES)
     index = {n.lower(): i for i, n in enumerate(names)}
     log = IssueLog(str(ann_root), skip_bad)
-    records = []
+    records: list[ImageRecord] = []
     for f in files:
         image = img_root / f.relative_to(ann_root).with_suffix("")
         if not image.is_file():

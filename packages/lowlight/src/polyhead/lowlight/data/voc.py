@@ -84,7 +84,7 @@ def read_voc(
         else sorted({(_text(o, "name") or "") for _, t in parsed for o in t.iter("object")} - {""})
     )
     index = {n: i for i, n in enumerate(names)}
-    records = []
+    records: list[ImageRecord] = []
     for f, tree in parsed:
         filename = _text(tree, "filename") or f"{f.stem}.jpg"
         image = img_dir / filename

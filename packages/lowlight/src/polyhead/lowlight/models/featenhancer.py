@@ -25,13 +25,13 @@ representation enters at the input. The per-scale enhancers are narrower (``chan
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from polyhead.attention import create_attention, get_attention_class
+from polyhead.attention import AttentionBase, create_attention, get_attention_class
 from polyhead.lowlight.models.zero_dce import DCENet, apply_curves
 
 SCALES = (1, 4, 8)  # full, 1/4, 1/8
@@ -70,7 +70,8 @@ class FeatEnHancer(nn.Module):
         self.scale_embed = nn.Parameter(torch.zeros(len(SCALES), dim))
         cfg = dict(attention or {"name": "multiscale_cross"})
         name = cfg.pop("name", "multiscale_cross")
-        cls = get_attention_class(name)
+        # the registry is typed as holding nn.Module classes; every registered variant derives from AttentionBase
+        cls = cast("type[AttentionBase]", get_attention_class(name))
         if name == "multiscale_cross":
             cfg.setdefault("num_scales", len(SCALES))
         self.attention_name = name
@@ -80,6 +81,7 @@ class FeatEnHancer(nn.Module):
         self.num_heads = num_heads
         self.out = nn.Conv2d(dim, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)  # start as the curve-enhanced image; the residual is learnt
+        assert self.out.bias is not None  # Conv2d's default bias=True
         nn.init.zeros_(self.out.bias)
 
     def forward(
