@@ -128,16 +128,20 @@ class CSLRDataModule(pl.LightningDataModule):
             name = "data.keypoints" if k == "keypoints" else f"data.{k}_annotations"
             if not Path(v).is_file():
                 raise FileNotFoundError(f"{name}: no such file: {v}")
-        for k, v in (("data.predict_keypoints", predict_keypoints), ("data.predict_videos", predict_videos)):
-            if v is not None and not Path(v).exists():
-                raise FileNotFoundError(f"{k}: no such file or directory: {v}")
+        for opt, value in (
+            ("data.predict_keypoints", predict_keypoints),
+            ("data.predict_videos", predict_videos),
+        ):
+            if value is not None and not Path(value).exists():
+                raise FileNotFoundError(f"{opt}: no such file or directory: {value}")
         if max_frames < 1 or batch_size < 1:
             raise ValueError(f"max_frames and batch_size must be >= 1, got {max_frames}, {batch_size}")
         self.keypoints, self.skip_bad, self.unsafe_load = keypoints, skip_bad, unsafe_load
         self.predict_keypoints, self.predict_videos = predict_keypoints, predict_videos
         self.extract_workers = extract_workers
         self.task, self.cache_dir, self.seed = task, Path(cache_dir), seed
-        self.gen = {"num_glosses": num_glosses, "num_signers": num_signers, "num_sentences": num_sentences,
+        # generate_corpus's keyword arguments (ints, and the floats missing_hand/long_gaps when set)
+        self.gen: dict[str, Any] = {"num_glosses": num_glosses, "num_signers": num_signers, "num_sentences": num_sentences,
                     "samples_per_sentence": samples_per_sentence, "seed": seed}  # fmt: skip
         if missing_hand or long_gaps:  # only then part of the cache key: the default corpus keeps its files
             self.gen.update(missing_hand=missing_hand, long_gaps=long_gaps)

@@ -101,7 +101,7 @@ def greedy_decode_scored(
     new[:, 1:] = best[:, 1:] != best[:, :-1]
     run_id = new.long().cumsum(1) - 1  # (B, T) index of the run each frame belongs to
     probs = best_lp.exp()
-    out = []
+    out: list[tuple[list[int], float, list[float]]] = []
     for b in range(B):
         L = int(lengths[b])
         if L == 0:

@@ -264,7 +264,8 @@ def _process(job: tuple[str, str, str]) -> FileResult:
             res.status, res.message = "empty", "file is empty (0 bytes)"
             return res
         if path.suffix.lower() in POSE_SUFFIXES:
-            kp, problems = read_pose_file(path), []
+            kp = read_pose_file(path)
+            problems: list[str] = []
         else:
             kp, problems = extract_video(path)
     except OSError as err:

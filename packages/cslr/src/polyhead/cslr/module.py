@@ -24,6 +24,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 import torchmetrics
+import torchmetrics.text  # torchmetrics imports it too; named here so type checkers see the submodule
 from torch import Tensor
 
 from polyhead.cslr.data.layout import NUM_POINTS
@@ -161,7 +162,9 @@ class CSLRModule(pl.LightningModule):
 
     def _eval(self, split: str, batch: Any) -> None:
         x, observed, lengths, glosses, ids = batch
-        hyps = [[self.itos[i] for i in h] for h, _, _ in self.decode(x, observed, lengths)]
+        itos = self.itos
+        assert itos is not None  # set in setup() or on_load_checkpoint() before any step
+        hyps = [[itos[i] for i in h] for h, _, _ in self.decode(x, observed, lengths)]
         refs = [list(g) for g in glosses]
         getattr(self, f"{split}_wer").update([" ".join(h) for h in hyps], [" ".join(r) for r in refs])
         getattr(self, f"{split}_exact").update(torch.tensor([float(h == r) for h, r in zip(hyps, refs)]))
@@ -174,6 +177,7 @@ class CSLRModule(pl.LightningModule):
 
     def on_test_start(self) -> None:
         dm = self.trainer.datamodule
+        assert self.itos is not None  # set in setup() or on_load_checkpoint() before testing
         self._oov = {}
         for split in dm.test_splits():
             n, tokens, examples = dm.out_of_vocabulary(split, self.stoi)
@@ -199,6 +203,8 @@ class CSLRModule(pl.LightningModule):
     def predict_step(self, batch: Any, batch_idx: int) -> list[list[str]]:
         x, observed, lengths, _, ids = batch
         dm = self.trainer.datamodule
+        itos = self.itos
+        assert itos is not None  # set in setup() or on_load_checkpoint() before predicting
         rows = []
         for sid, n, (h, score, gloss_scores) in zip(ids, lengths.tolist(), self.decode(x, observed, lengths)):
             if n < dm.min_frames:
@@ -207,7 +213,7 @@ class CSLRModule(pl.LightningModule):
                 status = "abstained"
             else:
                 status = "ok"
-            gloss = " ".join(self.itos[i] for i in h) if status == "ok" else ""
+            gloss = " ".join(itos[i] for i in h) if status == "ok" else ""
             rows.append(
                 [sid, gloss, f"{score:.4f}", " ".join(f"{s:.3f}" for s in gloss_scores), status, str(n)]
             )

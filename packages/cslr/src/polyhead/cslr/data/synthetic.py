@@ -244,8 +244,8 @@ def generate_corpus(
     rng = np.random.default_rng(seed)
     vocab = make_vocabulary(num_glosses, rng)
     signers = make_signers(num_signers, rng)
-    sentences = []
-    seen = set()
+    sentences: list[tuple[int, ...]] = []
+    seen: set[tuple[int, ...]] = set()
     while len(sentences) < num_sentences:
         s = tuple(int(g) for g in rng.integers(0, num_glosses, rng.integers(min_len, max_len + 1)))
         if s not in seen:

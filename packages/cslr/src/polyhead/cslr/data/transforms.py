@@ -190,12 +190,12 @@ def preprocess(
     identically: filled from their neighbours in time when seen elsewhere in the sequence, exactly 0 when
     never seen, and flagged in ``observed``.
     """
-    train = aug is not None
-    if train:
+    if aug is not None:  # the training path
         assert rng is not None, "augmentation needs an rng"
         kp = drop_missing(kp, rng, aug)
     x, observed, present = fill_missing(kp)
-    if train:
+    if aug is not None:
+        assert rng is not None
         keep = frame_keep(x.shape[0], rng, aug.frame_drop)
         x, observed = x[keep], observed[keep]
         t = warp_times(x.shape[0], rng, aug.time_warp)
@@ -206,6 +206,10 @@ def preprocess(
         x = jitter(x, rng, aug.jitter, present)
     x = normalize_parts(x, present)
     if x.shape[0] > max_frames:
-        start = int(rng.integers(0, x.shape[0] - max_frames + 1)) if train else (x.shape[0] - max_frames) // 2
+        if aug is not None:
+            assert rng is not None
+            start = int(rng.integers(0, x.shape[0] - max_frames + 1))
+        else:
+            start = (x.shape[0] - max_frames) // 2
         x, observed = x[start : start + max_frames], observed[start : start + max_frames]
     return x, observed
