@@ -183,9 +183,8 @@ class FaceDataModule(pl.LightningDataModule):
                 raise ValueError(f"data.{name} must be >= 1, got {v}")
         cfg = dict(degradation or {})
         try:
-            self.degradation_config = DegradationConfig(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
-            )
+            kwargs: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+            self.degradation_config = DegradationConfig(**kwargs)
         except TypeError as err:
             raise ValueError(f"data.degradation: {err}") from None
         self.hq_dir, self.test_lq_dir, self.test_hq_dir = hq_dir, test_lq_dir, test_hq_dir
@@ -195,7 +194,7 @@ class FaceDataModule(pl.LightningDataModule):
         self.batch_size, self.num_workers = batch_size, num_workers
         self.resolution: int | None = None
         self.skipped: Counter = Counter()
-        self.datasets: dict[str, Dataset] = {}
+        self.datasets: dict[str, DegradedFaces | PairedFaces | AlignedFaces] = {}
         self.source = "rendered (synthetic)"
 
     def _resolution(self) -> int:
@@ -243,6 +242,7 @@ class FaceDataModule(pl.LightningDataModule):
         for name, faces in split.items():
             self.datasets[name] = DegradedFaces(faces, self._degradation(name))
         if self.test_lq_dir is not None and stage == "test":
+            assert self.test_hq_dir is not None  # __init__ requires test_lq_dir and test_hq_dir together
             lq, hq, unmatched = read_paired_folders(
                 self.test_lq_dir, self.test_hq_dir, R, skip_bad=self.skip_bad, cache_dir=self.cache_dir
             )

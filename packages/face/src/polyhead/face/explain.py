@@ -85,7 +85,7 @@ def attention_explanation(net: Any, lq: Tensor) -> dict[str, dict[str, Any]]:
     return out
 
 
-def code_mass(weights: Tensor, code_ids: Tensor) -> Tensor:
+def code_mass(weights: Tensor, code_ids: Tensor) -> tuple[Tensor, Tensor]:
     """Attention mass per dictionary code and head: ``(heads, num distinct codes)``, with the ids.
 
     ``weights (heads, L, S)``: the last ``len(code_ids)`` keys are the code keys.
@@ -163,6 +163,7 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
+    assert net is not None  # its stage is 2
     R = module.resolution
     if a.images:
         import cv2

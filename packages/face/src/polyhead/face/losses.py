@@ -26,7 +26,9 @@ def ssim_loss(pred: Tensor, target: Tensor, *, multiscale: bool = False) -> Tens
         if min(pred.shape[-2:]) < 161:
             raise ValueError(f"MS-SSIM needs images of at least 161x161 pixels, got {tuple(pred.shape[-2:])}")
         return 1 - multiscale_structural_similarity_index_measure(pred, target, data_range=1.0)
-    return 1 - structural_similarity_index_measure(pred, target, data_range=1.0)
+    ssim = structural_similarity_index_measure(pred, target, data_range=1.0)
+    assert isinstance(ssim, Tensor)  # a (value, image) tuple only with return_full_image=True
+    return 1 - ssim
 
 
 def hinge_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:

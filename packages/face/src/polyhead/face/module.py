@@ -18,19 +18,22 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
 from torch.nn import functional as F
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
 from polyhead.face.losses import hinge_d_loss, hinge_g_loss, l1_loss, ssim_loss
 from polyhead.face.models import PatchDiscriminator, RestoreFormerPP, UNetRestorer
 from polyhead.train import log_figure, run_dir
+
+if TYPE_CHECKING:
+    from polyhead.face.landmarks import FaceMesh
 
 
 def _note(msg: str) -> None:
@@ -104,6 +107,7 @@ class FaceModule(pl.LightningModule):
         self.model_name = model
         self.resolution = resolution
         mult = tuple(channel_mult or (1, 2, 2, 4))
+        self.net: RestoreFormerPP | UNetRestorer | None
         if model == "restoreformer":
             self.net = RestoreFormerPP(
                 resolution=resolution, channels=channels, channel_mult=mult, z_dim=z_dim, num_codes=num_codes,
@@ -138,7 +142,7 @@ class FaceModule(pl.LightningModule):
         self.lmd = MeanMetric()
         self.lmd_input = MeanMetric()
         self._lmd_done = self._lmd_found = self._lmd_restored_found = 0
-        self._mesh = None
+        self._mesh: FaceMesh | None = None
         self._data_settings: dict[str, Any] | None = None
         self._test_rows: list[dict[str, Any]] = []
 
@@ -150,7 +154,7 @@ class FaceModule(pl.LightningModule):
                 "perceptual loss off: no --model.perceptual_weights given (torchvision VGG16 weights cannot be "
                 "downloaded here; pass a local state dict to enable it)"
             )
-        if stage == "fit" and hp.model == "restoreformer" and hp.stage == 2 and self.net.stage == 1:
+        if stage == "fit" and isinstance(self.net, RestoreFormerPP) and hp.stage == 2 and self.net.stage == 1:
             if hp.dictionary_ckpt:
                 self._load_dictionary(hp.dictionary_ckpt)
             else:
@@ -178,6 +182,7 @@ class FaceModule(pl.LightningModule):
         vq = {k[len("net.vq.") :]: v for k, v in state.items() if k.startswith("net.vq.")}
         if not vq:
             raise ValueError(f"model.dictionary_ckpt: {p} holds no RestoreFormer++ dictionary (net.vq.*)")
+        assert isinstance(self.net, RestoreFormerPP)  # called by setup() for RestoreFormer++ stage 2 only
         try:
             self.net.vq.load_state_dict(vq)
         except RuntimeError as err:
@@ -239,6 +244,7 @@ class FaceModule(pl.LightningModule):
         hq, lq = batch["hq"], batch["lq"]
         stage = self.current_stage
         if stage == 1:
+            assert isinstance(self.net, RestoreFormerPP)  # only RestoreFormer++ has stages
             rec, q, z = self.net.reconstruct(hq * 2 - 1)
             out01 = ((rec + 1) / 2).clamp(0, 1)
             losses = self._pixel_losses((rec + 1) / 2, hq)
@@ -246,6 +252,7 @@ class FaceModule(pl.LightningModule):
             self.log("train/codebook_usage", q.usage)
             self.log("train/perplexity", q.perplexity)
         elif stage == 2:
+            assert isinstance(self.net, RestoreFormerPP)
             res = self.net.restore(lq * 2 - 1)
             out01 = ((res.image + 1) / 2).clamp(0, 1)
             losses = self._pixel_losses((res.image + 1) / 2, hq)
@@ -262,6 +269,7 @@ class FaceModule(pl.LightningModule):
         self.manual_backward(loss)
         opt_g.step()
         if self.disc is not None:
+            assert opt_d is not None  # configure_optimizers adds the discriminator's optimizer with it
             d_loss = hinge_d_loss(self.disc(hq * 2 - 1), self.disc(out01.detach() * 2 - 1))
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_loss)
@@ -272,6 +280,7 @@ class FaceModule(pl.LightningModule):
             and hp.reinit_every
             and (self.global_step // (2 if self.disc else 1)) % hp.reinit_every == 0
         ):
+            assert isinstance(self.net, RestoreFormerPP)
             n = self.net.vq.quantizer.reinit_dead(z)
             self.log("train/codes_reinit", float(n))
         for k, v in losses.items():
@@ -294,10 +303,11 @@ class FaceModule(pl.LightningModule):
         hq, lq = batch["hq"], batch["lq"]
         out = self.restore(lq)
         m = self.metrics
-        m[f"{split}_psnr"].update(out, hq)
-        m[f"{split}_ssim"].update(out, hq)
-        m[f"{split}_input_psnr"].update(lq, hq)
-        m[f"{split}_input_ssim"].update(lq, hq)
+        # ModuleDict is not generic: its items read as Module; these are the torchmetrics built in __init__
+        cast(Metric, m[f"{split}_psnr"]).update(out, hq)
+        cast(Metric, m[f"{split}_ssim"]).update(out, hq)
+        cast(Metric, m[f"{split}_input_psnr"]).update(lq, hq)
+        cast(Metric, m[f"{split}_input_ssim"]).update(lq, hq)
         for name in ("psnr", "ssim", "input_psnr", "input_ssim"):
             self.log(f"{split}/{name}", m[f"{split}_{name}"], on_epoch=True, prog_bar=name == "psnr")
         if isinstance(self.net, RestoreFormerPP):

@@ -20,6 +20,7 @@ the term is skipped with a single message. Files are read with ``torch.load(weig
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar, cast
 
 import torch
 from torch import Tensor, nn
@@ -54,7 +55,10 @@ def _vgg_features() -> nn.Sequential:
     return vgg16(weights=None).features
 
 
-def _frozen(m: nn.Module) -> nn.Module:
+_M = TypeVar("_M", bound=nn.Module)
+
+
+def _frozen(m: _M) -> _M:
     for p in m.parameters():
         p.requires_grad_(False)
     return m.eval()
@@ -65,7 +69,8 @@ class VGGPerceptualLoss(nn.Module):
 
     def __init__(self, features: nn.Sequential) -> None:
         super().__init__()
-        self.features = _frozen(features[:23])
+        # a slice of a Sequential is a Sequential; torch annotates __getitem__ as Sequential | Module
+        self.features = _frozen(cast(nn.Sequential, features[:23]))
         self.taps = (3, 8, 15, 22)
 
     @classmethod
@@ -99,6 +104,9 @@ class VGGPerceptualLoss(nn.Module):
 
 class LPIPS(nn.Module):
     """LPIPS (VGG) distance per image of two images in [0, 1]: ``(B,)``."""
+
+    shift: Tensor  # registered buffers
+    scale: Tensor
 
     def __init__(self, features: nn.Sequential, lins: list[Tensor]) -> None:
         super().__init__()

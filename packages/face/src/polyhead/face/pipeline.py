@@ -202,7 +202,8 @@ def run_quick(out_dir: Path) -> list[DemoRow]:
 def _cli(args: list[str]) -> object:
     from polyhead.face.cli import main
 
-    return main(args)
+    main(args)
+    return None
 
 
 DOMAIN = Domain(

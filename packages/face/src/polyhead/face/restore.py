@@ -102,11 +102,12 @@ def paste_back(img: np.ndarray, face: np.ndarray, m: np.ndarray, mask: np.ndarra
     x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
     if x1 <= x0 or y1 <= y0:
         return True
-    shift = inv.copy()
+    shift: np.ndarray = inv.copy()
     shift[:, 2] -= (x0, y0)
     rw, rh = x1 - x0, y1 - y0
     face_roi = cv2.warpAffine(face, shift, (rw, rh), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT_101)
-    mask_roi = cv2.warpAffine(mask, shift, (rw, rh), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+    # cv2's stubs type borderValue as a sequence; OpenCV takes a scalar for every channel
+    mask_roi = cv2.warpAffine(mask, shift, (rw, rh), flags=cv2.INTER_LINEAR, borderValue=0)[..., None]  # type: ignore[call-overload]
     roi = img[y0:y1, x0:x1].astype(np.float32)
     img[y0:y1, x0:x1] = np.clip(
         roi * (1 - mask_roi) + face_roi.astype(np.float32) * mask_roi + 0.5, 0, 255
@@ -161,7 +162,8 @@ class Restorer:
         )
         dets = self.detector.detect(small)[: self.max_faces]
         for d in dets:
-            d.box = tuple(v / s for v in d.box)
+            x0, y0, x1, y1 = d.box
+            d.box = (x0 / s, y0 / s, x1 / s, y1 / s)
             d.keypoints = d.keypoints / s
         return dets
 

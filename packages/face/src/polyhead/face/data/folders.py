@@ -87,7 +87,10 @@ def read_faces(
                 Counter(meta["skipped"]),
                 meta["skipped_files"],
             )
-    out, names, skipped, bad = [], [], Counter(), []
+    out: list[np.ndarray] = []
+    names: list[str] = []
+    skipped: Counter[str] = Counter()
+    bad: list[str] = []
     for f in files:
         try:
             img = load_image(f, min_side=min_side)
@@ -151,7 +154,10 @@ def read_paired_folders(
 ) -> tuple[FaceArray, FaceArray, dict[str, list[str]]]:
     """Paired LQ/HQ folders at ``resolution``; a pair with a bad side is dropped (counted) as a whole."""
     lq_files, hq_files, unmatched = match_pairs(lq_dir, hq_dir)
-    keep_lq, keep_hq, skipped, bad = [], [], Counter(), []
+    keep_lq: list[Path] = []
+    keep_hq: list[Path] = []
+    skipped: Counter[str] = Counter()
+    bad: list[str] = []
     for a, b in zip(lq_files, hq_files, strict=True):
         try:
             for f in (a, b):

@@ -16,6 +16,8 @@ Results on them are labelled synthetic everywhere.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -124,7 +126,7 @@ def _sample_one(rng: np.random.Generator) -> dict[str, np.ndarray]:
 PARAM_NAMES = tuple(_sample_one(np.random.default_rng(0)))
 
 
-def sample_params(seed: int, indices: np.ndarray | list[int]) -> dict[str, Tensor]:
+def sample_params(seed: int, indices: np.ndarray | Sequence[int]) -> dict[str, Tensor]:
     """Parameters of faces ``indices`` of the face set ``seed``: ``{name: (B, ...) float32 tensor}``."""
     faces = [_sample_one(np.random.default_rng([seed, int(i), RENDERER_VERSION])) for i in indices]
     return {k: torch.from_numpy(np.stack([f[k] for f in faces])) for k in PARAM_NAMES}
@@ -330,6 +332,6 @@ def render_faces(params: dict[str, Tensor], resolution: int) -> tuple[Tensor, Te
     return img.clamp(0, 1).contiguous(), lm * R
 
 
-def render(seed: int, indices: np.ndarray | list[int], resolution: int) -> tuple[Tensor, Tensor]:
+def render(seed: int, indices: np.ndarray | Sequence[int], resolution: int) -> tuple[Tensor, Tensor]:
     """Faces ``indices`` of face set ``seed`` at ``resolution``: images (B, 3, R, R) and landmarks (B, 5, 2)."""
     return render_faces(sample_params(seed, indices), resolution)

@@ -40,6 +40,8 @@ class VectorQuantizer(nn.Module):
         dead_threshold: a code is dead when its running usage is below ``dead_threshold / num_codes``.
     """
 
+    usage: Tensor  # registered buffer: running per-code usage
+
     def __init__(
         self,
         *,

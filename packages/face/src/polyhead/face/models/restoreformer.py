@@ -69,6 +69,7 @@ class CrossFusion(nn.Module):
         with torch.no_grad():  # start as the identity on the prior features
             self.merge.weight.zero_()
             self.merge.weight[:, :dim, 0, 0] = torch.eye(dim)
+            assert self.merge.bias is not None  # Conv2d's default bias=True
             self.merge.bias.zero_()
 
     def forward(self, h: Tensor, degraded: Tensor, context: Sequence[Tensor]) -> Tensor:

@@ -11,6 +11,7 @@ stage 2 fuses at several scales.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import cast
 
 from torch import Tensor, nn
 
@@ -45,9 +46,10 @@ class Encoder(nn.Module):
         h = self.conv_in(x)
         feats: dict[int, Tensor] = {}
         for block in self.levels:
-            h = block.res(h)
+            # levels are plain nn.Module containers: their res/down submodules read as Tensor | Module
+            h = cast(nn.Module, block.res)(h)
             feats[h.shape[-1]] = h
-            h = block.down(h)
+            h = cast(nn.Module, block.down)(h)
         h = self.mid(h)
         feats[h.shape[-1]] = h  # the latent resolution: features after the middle block
         return self.out(h), feats
@@ -81,10 +83,11 @@ class Decoder(nn.Module):
     def forward(self, z: Tensor, fuse: Fuse | None = None) -> Tensor:
         h = self.mid(self.conv_in(z))
         for block in self.levels:
-            h = block.res(h)
+            # levels are plain nn.Module containers: their res/up submodules read as Tensor | Module
+            h = cast(nn.Module, block.res)(h)
             if fuse is not None:
                 h = fuse(h.shape[-1], h)
-            h = block.up(h)
+            h = cast(nn.Module, block.up)(h)
         return self.out(h)
 
 
