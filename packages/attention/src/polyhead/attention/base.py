@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Literal, overload
 
 import torch
 from torch import Tensor, nn
@@ -53,6 +54,9 @@ class AttentionBase(nn.Module):
     cross_is_prefix: bool = False
     needs_shape: bool = False
     example_shape: tuple[int, int] | None = None
+    # Set on instances by polyhead.attention.blocks.track_aux_loss (declared only: absent until then).
+    last_aux_loss: Tensor | None
+    _tracks_aux_loss: bool
 
     def __init__(self, *, dim: int, num_heads: int, head_dim: int | None = None) -> None:
         super().__init__()
@@ -83,10 +87,11 @@ class AttentionBase(nn.Module):
         need_weights: bool = False,
     ) -> AttentionOutput:
         self.validate_inputs(x, context, mask, shape)
-        capture = self._capture_sink is not None
+        sink = self._capture_sink
+        capture = sink is not None
         out = self._attend(x, context, mask=mask, shape=shape, need_weights=need_weights or capture)
-        if capture:
-            self._capture_sink(self, out.weights)
+        if sink is not None:
+            sink(self, out.weights)
             if not need_weights:
                 out = replace(out, weights=None)
         return out
@@ -126,9 +131,9 @@ class AttentionBase(nn.Module):
             S = context.shape[1]
         if mask is not None:
             if not isinstance(mask, Tensor) or mask.dtype != torch.bool:
-                got = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
+                got_mask = mask.dtype if isinstance(mask, Tensor) else type(mask).__name__
                 raise ValueError(
-                    f"{name}: mask must be a bool tensor (True = keep) of shape ({B}, {S}), got {got}"
+                    f"{name}: mask must be a bool tensor (True = keep) of shape ({B}, {S}), got {got_mask}"
                 )
             if tuple(mask.shape) != (B, S):
                 raise ValueError(
@@ -141,6 +146,12 @@ class AttentionBase(nn.Module):
                 raise ValueError(f"{name}: shape {tuple(shape)} does not match L = {L}; expected H * W == L")
         elif shape is not None and (len(shape) != 2 or int(shape[0]) * int(shape[1]) != L):
             raise ValueError(f"{name}: shape {tuple(shape)} does not match L = {L}; expected H * W == L")
+
+    @overload
+    def split_heads(self, t: Tensor, parts: Literal[1] = 1) -> Tensor: ...
+
+    @overload
+    def split_heads(self, t: Tensor, parts: int) -> Tensor | tuple[Tensor, ...]: ...
 
     def split_heads(self, t: Tensor, parts: int = 1) -> Tensor | tuple[Tensor, ...]:
         """``(B, L, parts * heads * head_dim)`` projections -> ``parts`` tensors ``(B, heads, L, head_dim)``."""

@@ -38,7 +38,7 @@ def build_attention(cfg: dict[str, Any] | None, dim: int, heads: int) -> nn.Modu
     return track_aux_loss(create_attention(name, dim=dim, num_heads=heads, **cfg))
 
 
-def _record_aux_loss(module: nn.Module, args: Any, output: Any) -> None:
+def _record_aux_loss(module: AttentionBase, args: Any, output: Any) -> None:
     module.last_aux_loss = output.aux_loss if isinstance(output, AttentionOutput) else None
 
 
@@ -65,7 +65,7 @@ def aux_loss(net: nn.Module) -> Tensor | None:
     not counted twice, and a loss whose graph was freed by ``backward`` is never reused.
     """
     track_aux_loss(net)
-    losses = []
+    losses: list[Tensor] = []
     for m in net.modules():
         if isinstance(m, AttentionBase) and m.last_aux_loss is not None:
             losses.append(m.last_aux_loss)

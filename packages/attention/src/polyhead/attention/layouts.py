@@ -267,6 +267,7 @@ def _union_chunk(
         scale=scale,
         backend=backend,
     )
+    assert isinstance(o, Tensor)  # without need_weights: the output alone
     return o.view(B, H, n_tok, -1)
 
 
@@ -325,6 +326,7 @@ class TiledLayout:
         shape = (*self.indices.shape, self.block_q, self.block_k)
         if self.tile_ids is None:
             return torch.ones(shape, dtype=torch.bool, device=self.indices.device)
+        assert self.tiles is not None  # given together with tile_ids
         full = torch.ones(1, self.block_q, self.block_k, dtype=torch.bool, device=self.indices.device)
         table = torch.cat([full, self.tiles.to(full.device)])  # row 0: full block
         return table[self.tile_ids.long() + 1]

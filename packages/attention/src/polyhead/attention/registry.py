@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from torch import nn
 
@@ -43,7 +43,9 @@ def register_attention(name: str) -> Callable[[_T], _T]:
         if name in _REGISTRY and _REGISTRY[name] is not cls:
             raise ValueError(f"attention variant {name!r} is already registered by {_REGISTRY[name]!r}")
         _REGISTRY[name] = cls
-        cls.variant_name = name
+        cast(
+            Any, cls
+        ).variant_name = name  # a class attribute AttentionBase declares; type[nn.Module] does not
         return cls
 
     return wrap

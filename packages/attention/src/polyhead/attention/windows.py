@@ -19,10 +19,14 @@ memory is ``O(L * dim)`` plus one chunk of ``SCORE_BUDGET`` scores, whatever the
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Protocol
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from polyhead.attention.base import AttentionOutput
 
 # Score elements (queries x keys x heads) one chunk of windows may hold at a time on the fast paths.
 SCORE_BUDGET = 1 << 20
@@ -163,6 +167,7 @@ def grouped_window_attention(
         q, k, v = (t[:, :, i].transpose(1, 2) for i in range(3))  # (N, nh, P^2, Dh)
         keep = _groups_first(vc, kind).reshape(-1, 1, 1, size * size)
         o = attention(q, k, v, bias=table[:, rel][None], mask=keep, backend=backend)  # (N, nh, P^2, Dh)
+        assert isinstance(o, Tensor)  # without need_weights: the output alone
         o = o.transpose(1, 2).reshape(B, rows, n_cols, size, size, nh, Dh)
         return _groups_back(o, kind)
 
@@ -175,6 +180,26 @@ def grouped_window_attention(
     if (Hp, Wp) != (H, W):
         o = o[:, :H, :W]
     return o.reshape(B, L, nh, Dh)
+
+
+class _GridHost(Protocol):
+    """What :class:`GroupedGridAttention` needs from the AttentionBase subclass it is mixed into."""
+
+    @property
+    def head_kinds(self) -> list[tuple[str, int, int]]: ...
+    @property
+    def qkv(self) -> nn.Module: ...
+    @property
+    def out_proj(self) -> nn.Module: ...
+    @property
+    def backend(self) -> str: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    def relative_bias(self, kind_index: int) -> Tensor: ...
+    def split_heads(self, t: Tensor, parts: int) -> Tensor | tuple[Tensor, ...]: ...
+    def gate_heads(self, o: Tensor) -> Tensor: ...
 
 
 class GroupedGridAttention:
@@ -191,7 +216,9 @@ class GroupedGridAttention:
 
     head_kinds: list[tuple[str, int, int]]
 
-    def grouped_attention(self, x: Tensor, mask: Tensor | None, shape: tuple[int, int], need_weights: bool):
+    def grouped_attention(
+        self: _GridHost, x: Tensor, mask: Tensor | None, shape: tuple[int, int], need_weights: bool
+    ) -> AttentionOutput:
         from polyhead.attention.base import AttentionOutput
         from polyhead.attention.functional import attention
 

@@ -16,11 +16,12 @@ import torch
 from torch import Tensor, nn
 
 from polyhead.attention.analysis.capture import attention_modules
+from polyhead.attention.base import AttentionBase
 
 HeadSpec = Mapping[str, Iterable[int]]
 
 
-def _gate_for(module: nn.Module, heads: Iterable[int]) -> Tensor:
+def _gate_for(module: AttentionBase, heads: Iterable[int]) -> Tensor:
     gate = torch.ones(module.num_heads)
     idx = list(heads)
     bad = [h for h in idx if not 0 <= h < module.num_heads]
@@ -51,8 +52,9 @@ def ablate_heads(model: nn.Module, heads: HeadSpec) -> Iterator[None]:
     try:
         for name, m in modules.items():
             gate = _gate_for(m, heads[name])
-            if previous[name] is not None:
-                gate = gate * previous[name].detach().cpu()
+            prev = previous[name]
+            if prev is not None:
+                gate = gate * prev.detach().cpu()
             m.head_gate = gate
         yield
     finally:

@@ -37,6 +37,7 @@ class ComplexRotationAttention(AttentionBase):
 
     backends = ("math", "sdpa", "flex")
     supports_causal = True
+    freqs: Tensor  # registered buffer: rotary frequencies (head_dim / 2,)
 
     def __init__(
         self,
@@ -90,6 +91,6 @@ class ComplexRotationAttention(AttentionBase):
             backend=self.backend,
             need_weights=need_weights,
         )
-        o, w = res if need_weights else (res, None)
+        o, w = res if isinstance(res, tuple) else (res, None)
         o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

@@ -107,7 +107,9 @@ def _candidate_attention(
     g = cand[..., None].expand(B, H, K, Dh)
     kc, vc = k.gather(2, g), v.gather(2, g)
     bc = bias.gather(2, cand)[:, :, None, :]  # (B, H, 1, K)
-    return attention(qc, kc, vc, bias=bc, mask=keep, backend=backend)
+    out = attention(qc, kc, vc, bias=bc, mask=keep, backend=backend)
+    assert isinstance(out, Tensor)  # without need_weights: the output alone
+    return out
 
 
 def dma_chunked_attention(

@@ -102,6 +102,7 @@ class DuoAttention(AttentionBase):
     supports_cross = False
     supports_causal = True
     supports_bidirectional = False
+    retrieval: Tensor  # registered buffer: (num_heads,) bool retrieval-head mask once deployed, else empty
 
     def __init__(
         self,
@@ -250,10 +251,14 @@ class DuoAttention(AttentionBase):
             v_recent = torch.cat([cache.v_recent, vs], 2)[:, :, -self.recent :]
         o = torch.empty(B, self.num_heads, 1, self.head_dim, device=x_t.device, dtype=q.dtype)
         if qf.shape[1]:
-            o[:, self.retrieval] = attention(qf, k_full, v_full, backend=self.backend)
+            o_full = attention(qf, k_full, v_full, backend=self.backend)
+            assert isinstance(o_full, Tensor)  # without need_weights: the output alone
+            o[:, self.retrieval] = o_full
         if qs.shape[1]:
             ks_all, vs_all = torch.cat([k_sink, k_recent], 2), torch.cat([v_sink, v_recent], 2)
-            o[:, ~self.retrieval] = attention(qs, ks_all, vs_all, backend=self.backend)
+            o_stream = attention(qs, ks_all, vs_all, backend=self.backend)
+            assert isinstance(o_stream, Tensor)
+            o[:, ~self.retrieval] = o_stream
         o = self.gate_heads(o).transpose(1, 2).reshape(B, 1, self.dim)
         new = DuoKVCache(self.retrieval, k_full, v_full, k_sink, v_sink, k_recent, v_recent, pos + 1)
         return self.out_proj(o), new

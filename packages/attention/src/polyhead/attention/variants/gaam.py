@@ -71,6 +71,6 @@ class GaussianAdaptiveAttention(AttentionBase):
         q = self.split_heads(self.q_proj(x))
         k, v = self.split_heads(self.kv_proj(src), 2)
         res = attention(q, k, v, mask=mask, backend=self.backend, need_weights=need_weights)
-        o, w = res if need_weights else (res, None)
+        o, w = res if isinstance(res, tuple) else (res, None)
         o = self.merge_heads(o)
         return AttentionOutput(self.out_proj(o), w)

@@ -129,7 +129,9 @@ class HaloAttention(AttentionBase):
             kva = torch.cat([kw, onehot[None, :, None, None, :].expand(n, -1, 2, Nh, -1)], dim=-1)
             ka, va = kva[:, :, 0].transpose(1, 2), kva[:, :, 1].transpose(1, 2)  # (N, H, win*win, Dh + 2 win)
             key_ok = okc.unfold(1, win, b).unfold(2, win, b).reshape(n, 1, 1, win * win)
-            o = attention(qa, ka, va, mask=key_ok, scale=Dh**-0.5, backend=self.backend)[..., :Dh]
+            o = attention(qa, ka, va, mask=key_ok, scale=Dh**-0.5, backend=self.backend)
+            assert isinstance(o, Tensor)  # without need_weights: the output alone
+            o = o[..., :Dh]
             return o.transpose(1, 2).reshape(B, rows, nbx, b, b, C).permute(0, 1, 3, 2, 4, 5)
 
         chunks = zip(

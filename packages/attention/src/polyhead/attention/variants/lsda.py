@@ -10,6 +10,8 @@ group size. G = 7 in the paper.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import Tensor, nn
 
@@ -31,7 +33,8 @@ class DynamicPositionBias(nn.Module):
 
     def forward(self, size: int) -> Tensor:
         """Bias table ``(heads, (2 size - 1)^2)`` for all offsets of a ``size x size`` group."""
-        r = torch.arange(1 - size, size, dtype=self.mlp[0].weight.dtype, device=self.mlp[0].weight.device)
+        first = cast(nn.Linear, self.mlp[0])  # Sequential indexing is typed Module | Sequential
+        r = torch.arange(1 - size, size, dtype=first.weight.dtype, device=first.weight.device)
         offsets = torch.stack(torch.meshgrid(r, r, indexing="ij"), -1).view(-1, 2)  # ((2s-1)^2, 2)
         return self.mlp(offsets).transpose(0, 1)
 

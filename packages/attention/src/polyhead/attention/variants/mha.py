@@ -72,6 +72,7 @@ class MultiHeadAttention(AttentionBase):
     def relative_position_bias(self, L: int, S: int, device: torch.device) -> Tensor:
         """``(1, H, L, S)`` learned bias for relative distance ``j - i`` (clipped)."""
         d = self.rel_pos_max_distance
+        assert d is not None  # the bias exists only with rel_pos_max_distance set
         rel = torch.arange(S, device=device)[None, :] - torch.arange(L, device=device)[:, None]
         idx = rel.clamp(-d, d) + d  # (L, S)
         return self.rel_pos_table[:, idx].unsqueeze(0)
@@ -87,6 +88,6 @@ class MultiHeadAttention(AttentionBase):
         res = attention(
             q, k, v, bias=bias, mask=mask, causal=self.causal, backend=self.backend, need_weights=need_weights
         )
-        o, w = res if need_weights else (res, None)
+        o, w = res if isinstance(res, tuple) else (res, None)
         o = self.merge_heads(o)
         return AttentionOutput(self.dropout(self.out_proj(o)), w)

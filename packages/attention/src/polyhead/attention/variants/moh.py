@@ -103,7 +103,7 @@ class MixtureOfHeadAttention(AttentionBase):
         res = attention(
             q, k, v, mask=mask, causal=self.causal, backend=self.backend, need_weights=need_weights
         )
-        o, w = res if need_weights else (res, None)  # o: (B, H, L, Dh)
+        o, w = res if isinstance(res, tuple) else (res, None)  # o: (B, H, L, Dh)
         token_mask = mask if context is None else None  # padded queries do not count for load balance
         head_w, balance = self.routing(x, token_mask)
         o = o * head_w.transpose(1, 2)[..., None]  # weighted sum of heads through the output projection

@@ -18,6 +18,7 @@ predicted from the query features, and the result is added to ``x`` (residual, a
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -37,6 +38,8 @@ class MultiScaleCrossAttention(AttentionBase):
         num_scales: number of context scales accepted (RestoreFormer++: 2, at 16 and 32).
         backend: ``functional.attention`` backend.
     """
+
+    _scales: list[Tensor] | None  # the scales of the forward call in progress (set by forward)
 
     def __init__(self, *, dim: int, num_heads: int, num_scales: int = 2, backend: str = "auto") -> None:
         super().__init__(dim=dim, num_heads=num_heads)
@@ -75,10 +78,11 @@ class MultiScaleCrossAttention(AttentionBase):
                         f"context[{i}] must have shape ({x.shape[0]}, S_{i}, {self.dim}), got {got}"
                     )
             self._scales = list(context)
-            joined = torch.cat(self._scales, dim=1)
+            joined: Tensor | None = torch.cat(self._scales, dim=1)
         else:
             self._scales = None
-            joined = context
+            # not a list/tuple of scales: one tensor or None (the base class validates it)
+            joined = cast("Tensor | None", context)
         try:
             return super().forward(x, joined, mask=mask, shape=shape, need_weights=need_weights)
         finally:
@@ -101,7 +105,7 @@ class MultiScaleCrossAttention(AttentionBase):
                 .permute(2, 0, 3, 1, 4)
             )
             res = attention(q, k, v, mask=m, backend=self.backend, need_weights=need_weights)
-            o, w = res if need_weights else (res, None)
+            o, w = res if isinstance(res, tuple) else (res, None)
             g = fuse[..., i][:, None, :, None]  # (B, 1, L, 1)
             out = out + g * o
             if w is not None:

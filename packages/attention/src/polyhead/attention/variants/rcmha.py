@@ -48,7 +48,7 @@ class RelativeConvolutionalMultiHeadAttention(RelPositionMultiHeadAttention):
         self.kernel_size = kernel_size
         self.dwconv = nn.ModuleList(nn.Conv1d(dim, dim, kernel_size, groups=dim) for _ in range(3))
 
-    def _conv(self, conv: nn.Conv1d, t: Tensor, mask: Tensor | None) -> Tensor:
+    def _conv(self, conv: nn.Module, t: Tensor, mask: Tensor | None) -> Tensor:
         # t: (B, H, L, Dh) -> channels-first (B, dim, L) for the depthwise convolution.
         B, H, L, Dh = t.shape
         c = t.transpose(1, 2).reshape(B, L, H * Dh).transpose(1, 2)

@@ -99,7 +99,7 @@ class RelPositionMultiHeadAttention(AttentionBase):
             backend=self.backend,
             need_weights=need_weights,
         )
-        o, w = res if need_weights else (res, None)
+        o, w = res if isinstance(res, tuple) else (res, None)
         o = self.merge_heads(o)
         return AttentionOutput(self.dropout(self.out_proj(o)), w)
 

@@ -66,6 +66,6 @@ class SingleHeadAttention(AttentionBase):
         res = attention(
             q, k, v, mask=mask, scale=1 / math.sqrt(Dq), backend=self.backend, need_weights=need_weights
         )
-        o, w = res if need_weights else (res, None)
+        o, w = res if isinstance(res, tuple) else (res, None)
         o = self.gate_heads(o).transpose(1, 2).reshape(B, L, self.pdim)
         return AttentionOutput(self.proj(torch.cat([o, x2], dim=-1)), w)
