@@ -94,8 +94,8 @@ class RelationDataModule(pl.LightningDataModule):
             else PubTator) whose candidate pairs ``predict`` scores.
         cross_sentence_window: also make candidates of mention pairs in sentences up to this far apart, one
             example over the merged sentences (document formats and the generated abstracts; TACRED JSON
-            holds its candidates already). Default 0 (within sentences); ``predict`` defaults to the window
-            the checkpoint was trained with (saved in its encoder).
+            holds its candidates already). Default: 0 for ``fit``; ``validate``/``test``/``predict`` of a
+            checkpoint use the window it was trained with (saved in its encoder).
     """
 
     def __init__(
@@ -158,7 +158,7 @@ class RelationDataModule(pl.LightningDataModule):
 
     @property
     def window(self) -> int:
-        """The cross-sentence window of fit/validate/test (0 unless given)."""
+        """The cross-sentence window in use (0 unless given or taken from the checkpoint)."""
         return self.cross_sentence_window or 0
 
     # ---- reading ----------------------------------------------------------------------------------------

@@ -141,8 +141,22 @@ class RelationModule(pl.LightningModule):
         checkpoint["bioie_encoder"] = self.encoder.state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.net is None and "bioie_encoder" in checkpoint:
-            self.build(Encoder.from_state(checkpoint["bioie_encoder"]))
+        state = checkpoint.get("bioie_encoder")
+        if state is None:
+            return
+        if self.net is None:
+            self.build(Encoder.from_state(state))
+            return
+        stage = str(getattr(self.trainer.state.fn, "value", self.trainer.state.fn))
+        dm = self.trainer.datamodule
+        window = int(state.get("cross_sentence_window", 0))
+        if stage in ("validate", "test") and dm.cross_sentence_window is None and window != dm.window:
+            # Lightning restores after setup: rebuild the candidates with the checkpoint's window and the
+            # network from the checkpoint's encoder (before its weights are loaded into it)
+            dm.cross_sentence_window = window
+            dm.examples.clear()
+            dm.setup(stage)
+            self.build(Encoder.from_state(state))
 
     # ---- steps --------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
