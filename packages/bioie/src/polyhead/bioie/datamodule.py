@@ -302,6 +302,8 @@ class RelationDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> Any:
         if "predict" not in self.examples:
+            if self.predict_path is None or "predict" not in self.documents:
+                raise PolyheadConfigError("predict needs data.predict_path (a PubTator or BioC file)")
             w = self.cross_sentence_window
             if w is None:
                 w = self._encoder().cross_sentence_window

@@ -98,7 +98,12 @@ def _place_mentions(doc: Document, sentences: list[ParsedSentence]) -> list[_Pla
 def _merge(parts: list[_Placed]) -> tuple[list[str], list[int], list[str], list[str], list[str], list]:
     """Concatenate consecutive sentences into one tree: heads shifted by each sentence's token offset, and
     every root of a later sentence attached to the previous sentence's (first) root with ``nextsent``."""
-    tokens, heads, deprels, pos, ner, offsets = [], [], [], [], [], []
+    tokens: list[str] = []
+    heads: list[int] = []
+    deprels: list[str] = []
+    pos: list[str] = []
+    ner: list[str] = []
+    offsets: list[tuple[int, int]] = []
     prev_root = 0  # 1-based index of the previous sentence's root in the merged sequence
     for p in parts:
         s, base = p.sentence, len(tokens)
