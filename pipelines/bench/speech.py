@@ -19,7 +19,7 @@ Two experiments of issue 20 run from here too (each prints a Markdown table and 
 
 - ``--corpus-ablation``: the quick model (``polyhead.speech.pipeline.QUICK_MODEL``, digits task, same
   utterance count and epochs in every row, so the same number of steps) trained on successively broader
-  synthesised corpora: the task's 38 voices; every flite and espeak-ng English voice; + festival's voices;
+  synthesised corpora: the task's 39 voices; every flite and espeak-ng English voice; + festival's voices;
   + room reverberation (half the training utterances); + recorded noise (half the noisy ones). Every row is
   scored on the same unseen-voice test files (the first corpus's test split) with greedy CTC and joint
   CTC/attention decoding.
@@ -111,7 +111,7 @@ def bench_inference(checkpoint: str | None, manifest: Path, n: int) -> list[dict
 
 
 CORPUS_ROWS: list[tuple[str, dict[str, object]]] = [
-    ("the digits task's 38 voices (flite 4, espeak-ng 7 dialects x 5)", {}),
+    ("the digits task's 39 voices (flite 4, espeak-ng 7 dialects x 5)", {}),
     ("every flite + espeak-ng English voice (5 + 8 x 100)", {"voices": "every"}),
     ("+ festival (kal, ked diphone; slt HTS)", {"voices": "every+festival"}),
     ("+ room reverberation (50 %)", {"voices": "every+festival", "reverb": 0.5}),

@@ -1,7 +1,7 @@
 """The speech pipeline: synthesise (or read) -> fit -> test (CTC, attention, joint) -> explain -> report.
 
 ``run_quick`` is what ``polyhead demo`` runs on CPU within its 150 s budget: the *digits* task (connected digit
-strings, 600 utterances spoken by 38 synthetic voices; the test split's 3 voices never occur in training),
+strings, 600 utterances spoken by 39 synthetic voices; the test split's 3 voices never occur in training),
 a small Conformer/Transformer (d_model 96, 3 encoder + 2 decoder layers, 1.4 M parameters) trained for a
 fixed number of epochs, then test WER on the unseen voices with three decoders of the same trained
 network: greedy CTC (the baseline), the attention decoder's own beam search (so a degenerate decoder

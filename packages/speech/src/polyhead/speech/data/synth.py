@@ -3,7 +3,7 @@
 Two tasks: ``sentences`` (the default corpus: open-vocabulary sentences from
 :class:`polyhead.speech.text.BigramText`, the 12 :data:`VOICES`: flite ``awb``, ``rms``, ``slt``, ``kal16``
 and espeak-ng US, British and Scottish variants) and ``digits`` (connected digit strings from
-:class:`polyhead.speech.text.DigitText`, the 38 :data:`DIGIT_VOICES`: the 4 flite voices and 7 espeak-ng
+:class:`polyhead.speech.text.DigitText`, the 39 :data:`DIGIT_VOICES`: the 4 flite voices and 7 espeak-ng
 English dialects x 5 voice variants, engine drawn first; the quick task of ``polyhead demo``). Each
 utterance is spoken by one voice at a random rate (espeak-ng 140-200 words/min, flite duration stretch
 0.87-1.25) and pitch (espeak-ng 25-75), resampled to 16 kHz, with white or pink noise
