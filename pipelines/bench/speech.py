@@ -120,7 +120,11 @@ CORPUS_ROWS: list[tuple[str, dict[str, object]]] = [
 
 
 def corpus_ablation(
-    out: Path, epochs: int, rows: list[int] | None = None, decodings: tuple[str, ...] = ("greedy", "joint")
+    out: Path,
+    epochs: int,
+    rows: list[int] | None = None,
+    decodings: tuple[str, ...] = ("greedy", "joint"),
+    seed: int | None = None,
 ) -> list[dict]:
     """Train the quick model on each corpus of :data:`CORPUS_ROWS`; score all on the same test files."""
     from polyhead.speech.cli import main as cli_main
@@ -131,24 +135,26 @@ def corpus_ablation(
     cache = out / "cache"
     test_manifest = synthesize_corpus(cache, num_utterances=600, seed=0, task="digits") / "test.jsonl"
     results = []
+    tag = "" if seed is None else f"_seed{seed}"  # another training seed: its own runs and JSON
+    seed_args = [] if seed is None else ["--seed_everything", str(seed)]
     for i in range(len(CORPUS_ROWS)) if rows is None else rows:  # in the order given
         label, aug = CORPUS_ROWS[i]
         common = ["--data.cache_dir", str(cache), "--run.wandb", "disabled", *QUICK_DATA,
                   *(a for k, v in aug.items() for a in (f"--data.{k}", str(v)))]  # fmt: skip
         t0 = time.monotonic()
-        first = fit_test(cli_main, domain="speech", root=out, experiment=f"corpus{i}", common_args=common,
-                         fit_args=[*QUICK_MODEL, "--trainer.max_epochs", str(epochs)],
+        first = fit_test(cli_main, domain="speech", root=out, experiment=f"corpus{i}{tag}", common_args=common,
+                         fit_args=[*QUICK_MODEL, "--trainer.max_epochs", str(epochs), *seed_args],
                          test_args=[f"--data.test_manifest={test_manifest}", "--model.decoding", decodings[0]])  # fmt: skip
-        row = {"row": i, "corpus": label, "settings": aug, "run_dir": str(first.run_dir),
+        row = {"row": i, "seed": seed, "corpus": label, "settings": aug, "run_dir": str(first.run_dir),
                decodings[0]: first.metrics, "fit_test_s": first.wall_s}  # fmt: skip
         for decoding in decodings[1:]:
-            cli_main(["test", *common, "--run.root", str(out), "--run.experiment", f"corpus{i}",
+            cli_main(["test", *common, "--run.root", str(out), "--run.experiment", f"corpus{i}{tag}",
                       "--run.version", first.run_dir.name, f"--data.test_manifest={test_manifest}",
                       "--model.decoding", decoding])  # fmt: skip
             row[decoding] = json.loads((first.run_dir / "metrics.json").read_text())["metrics"]
         row["wall_s"] = time.monotonic() - t0
         results.append(row)
-        (out / "corpus_ablation.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out / f"corpus_ablation{tag}.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
 
 
@@ -193,6 +199,9 @@ def main() -> None:
     ap.add_argument("--rows", default=None, help="comma-separated rows of the ablation to run (default: all)")
     ap.add_argument("--epochs", type=int, default=8, help="epochs of every ablation row")
     ap.add_argument("--decodings", default="greedy,joint", help="decodings the ablation tests with")
+    ap.add_argument(
+        "--seed", type=int, default=None, help="training seed of the ablation (default: the CLI's)"
+    )
     ap.add_argument("--human", type=Path, default=None, metavar="RUN_DIR", help="score a run on alsa-utils")
     ap.add_argument("--human-folder", type=Path, default=Path("/usr/share/sounds/alsa"))
     ap.add_argument("--ablation-out", type=Path, default=Path("runs/bench/speech_corpus"))
@@ -202,7 +211,7 @@ def main() -> None:
     if ns.corpus_ablation:
         rows = [int(r) for r in ns.rows.split(",")] if ns.rows else None
         decodings = tuple(ns.decodings.split(","))
-        res = corpus_ablation(ns.ablation_out, ns.epochs, rows, decodings)
+        res = corpus_ablation(ns.ablation_out, ns.epochs, rows, decodings, ns.seed)
         print(
             f"| training corpus | test utts | {' | '.join(f'{d} WER / CER' for d in decodings)} | fit + tests |"
         )
