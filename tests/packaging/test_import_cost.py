@@ -113,21 +113,7 @@ def test_platform_lazy_names_resolve() -> None:
     assert "lightning" in loaded  # run_cli and the callbacks did import it when asked for
 
 
-@pytest.mark.parametrize(
-    "domain",
-    [
-        pytest.param(
-            d,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="polyhead.ctr.cli (the ctr engineer's) imports Lightning and polars at import",
-            ),
-        )
-        if d == "ctr"
-        else d
-        for d in DOMAINS
-    ],
-)
+@pytest.mark.parametrize("domain", DOMAINS)
 def test_domain_help_imports_no_heavy_library(domain: str) -> None:
     loaded = _modules_after(_help(domain, "--help"))
     assert "polyhead" in loaded

@@ -6,9 +6,8 @@ import argparse
 import sys
 
 from polyhead.ctr.allocator import tune_polars_allocator
-from polyhead.ctr.module import CTRDataModule, CTRModule
-from polyhead.train import run_cli
-from polyhead.train.cli import PolyheadConfigError
+from polyhead.train.entry import run_domain_cli
+from polyhead.train.faults import PolyheadConfigError
 
 
 def generate_command(argv: list[str]) -> int:
@@ -64,10 +63,11 @@ def main(args: list[str] | None = None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-    run_cli(
+    # Lightning, polars and the model modules are imported only when a subcommand runs (not for --help)
+    run_domain_cli(
         "ctr",
-        CTRModule,
-        CTRDataModule,
+        model="polyhead.ctr.module:CTRModule",
+        datamodule="polyhead.ctr.module:CTRDataModule",
         monitor="val/auc",
         mode="max",
         trainer_defaults={"max_epochs": 3, "log_every_n_steps": 20},
