@@ -99,14 +99,7 @@ def test_root_pins_internal_packages_to_the_version() -> None:
         assert [(s.operator, s.version) for s in req.specifier] == [("==", str(version))], str(req)
 
 
-# The ctr and speech READMEs belong to their domain engineers; strict, so the mark goes once they say how
-# to install the package.
-_NO_INSTALL_SECTION_YET = pytest.mark.xfail(strict=True, reason="README has no install section yet")
-
-
-@pytest.mark.parametrize(
-    "pkg", [pytest.param(n, marks=_NO_INSTALL_SECTION_YET) if n in ("ctr", "speech") else n for n in NAMES]
-)
+@pytest.mark.parametrize("pkg", NAMES)
 def test_license_py_typed_and_readme(pkg: str) -> None:
     pkg_dir = ROOT / "packages" / pkg
     project = _pyproject(pkg_dir / "pyproject.toml")["project"]
