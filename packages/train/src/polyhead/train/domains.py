@@ -147,3 +147,35 @@ def discover_domains() -> list[DomainEntry]:
             continue
         found.append(DomainEntry(ep.name, dist, version, obj, None))
     return sorted(found, key=lambda e: e.name)
+
+
+@dataclass(frozen=True)
+class MeasuredResult:
+    """One figure from a domain's measured results (``value``) and where it was measured (``source``)."""
+
+    value: float
+    source: str
+
+
+def measured_results(package: str) -> dict[str, MeasuredResult]:
+    """The measured full-configuration figures a domain ships as data, ``<package>/results.json``.
+
+    ``polyhead demo`` shows them beside the quick rows. The figures are measured (the README's results
+    tables are their record) and kept out of code, so a re-measurement edits one data file. Format:
+    ``{"rows": {"<key>": {"value": <float>, "source": "<what was run, where>"}}}``.
+
+    Raises:
+        FileNotFoundError: the package ships no ``results.json``.
+        ValueError: a row without a numeric ``value`` or a ``source``.
+    """
+    import json
+    from importlib.resources import files
+
+    path = files(package) / "results.json"
+    rows = json.loads(path.read_text(encoding="utf-8")).get("rows", {})
+    out = {}
+    for key, row in rows.items():
+        if not isinstance(row.get("value"), int | float) or not isinstance(row.get("source"), str):
+            raise ValueError(f"{path}: row {key!r} needs a numeric 'value' and a 'source', got {row!r}")
+        out[key] = MeasuredResult(float(row["value"]), row["source"])
+    return out
