@@ -20,7 +20,7 @@ Query rows that can see no key at all produce zeros (and zero weights), never Na
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -181,8 +181,13 @@ def _flex(
                 score = torch.where(kp[b_i, h_i, q_i, k_i], score, -float("inf"))
             return score
 
-    out = flex_attention(
-        q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=k.shape[1] != H
+    # Without return_lse / return_aux, flex_attention returns the output alone; torch annotates the union of
+    # all its return modes (no overloads), so the type is stated here.
+    out = cast(
+        Tensor,
+        flex_attention(
+            q, k, v, score_mod=score_mod, block_mask=block_mask, scale=scale, enable_gqa=k.shape[1] != H
+        ),
     )
     return torch.nan_to_num(out, nan=0.0) if keep is not None or block_mask is not None else out
 
@@ -400,7 +405,12 @@ def attention(
     if backend == "math":
         if block_mask is not None:
             dense = _block_mask_dense(block_mask, B, H, L, S, q.device)
-            mask = dense if mask is None else dense & _bool_mask(mask, False, L, S, q.device)
+            if mask is None:
+                mask = dense
+            else:
+                keep = _bool_mask(mask, False, L, S, q.device)
+                assert keep is not None  # a given mask comes back (reshaped to 4-D), never None
+                mask = dense & keep
         out, weights = math_attention(q, k, v, bias=bias, mask=mask, causal=causal, scale=scale)
         return (out, weights) if need_weights else out
     if backend == "sdpa":

@@ -69,7 +69,7 @@ class _Collate:
         self.graph = graph
 
     def __call__(self, items: list[dict]) -> dict:
-        batch = collate(items, graph=self.graph)
+        batch: dict[str, Any] = collate(items, graph=self.graph)  # tensors, and the example indices
         batch["index"] = [it["index"] for it in items]
         return batch
 
@@ -123,19 +123,20 @@ class RelationDataModule(pl.LightningDataModule):
         if format == "generated" and any(paths.values()):
             raise ValueError("data.train_path/dev_path/test_path need data.format (tacred, pubtator, ...)")
         if format != "generated":
-            missing = [f"data.{k}_path" for k, v in paths.items() if v is None]
+            given = {k: v for k, v in paths.items() if v is not None}
+            missing = [f"data.{k}_path" for k in paths if k not in given]
             if missing:
                 raise ValueError(f"data.format {format} needs {missing}")
-            for k, v in paths.items():
+            for k, v in given.items():
                 probe = Path(f"{v}_abstracts.tsv") if format == "chemprot" else Path(v)
                 if not probe.is_file():
                     raise FileNotFoundError(f"data.{k}_path: no such file: {probe}")
         if predict_path is not None and not Path(predict_path).is_file():
             raise FileNotFoundError(f"data.predict_path: no such file: {predict_path}")
-        for k, v in (("train_docs", train_docs), ("dev_docs", dev_docs), ("test_docs", test_docs),
+        for k, n in (("train_docs", train_docs), ("dev_docs", dev_docs), ("test_docs", test_docs),
                      ("batch_size", batch_size)):  # fmt: skip
-            if v < 1:
-                raise ValueError(f"data.{k} must be >= 1, got {v}")
+            if n < 1:
+                raise ValueError(f"data.{k} must be >= 1, got {n}")
         if cross_sentence_window is not None and cross_sentence_window < 0:
             raise ValueError(f"data.cross_sentence_window must be >= 0, got {cross_sentence_window}")
         self.cross_sentence_window = cross_sentence_window
@@ -162,6 +163,12 @@ class RelationDataModule(pl.LightningDataModule):
         return self.cross_sentence_window or 0
 
     # ---- reading ----------------------------------------------------------------------------------------
+    def _split_path(self, split: str) -> str:
+        """The file (ChemProt: the prefix) of ``split``: every file format has all three (__init__ checks)."""
+        path = self.paths[split]
+        assert path is not None, f"data.{split}_path is unset (format {self.format})"
+        return path
+
     def generated_dir(self) -> Path:
         key = hashlib.sha256(
             json.dumps({**self.gen, "v": GENERATOR_VERSION}, sort_keys=True).encode()
@@ -254,13 +261,13 @@ class RelationDataModule(pl.LightningDataModule):
             elif self.format == "tacred":
                 for split in SPLITS:
                     self.examples[split] = read_tacred(
-                        self.paths[split], relations=self.relations, problems=self.problems
+                        self._split_path(split), relations=self.relations, problems=self.problems
                     )
             else:
                 for split in SPLITS:
-                    docs = self.read_documents(self.paths[split], self.format)
+                    docs = self.read_documents(self._split_path(split), self.format)
                     self.documents[split] = docs
-                    self.examples[split] = self.examples_from_documents(self.paths[split], docs)
+                    self.examples[split] = self.examples_from_documents(self._split_path(split), docs)
         except (DataError, FileNotFoundError) as err:
             raise PolyheadConfigError(str(err)) from None
         for split in SPLITS:

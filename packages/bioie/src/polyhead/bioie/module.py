@@ -89,7 +89,8 @@ class RelationModule(pl.LightningModule):
         self.save_hyperparameters()
         self.net: nn.Module | None = None
         self.encoder: Encoder | None = None
-        self.confusion: torchmetrics.ConfusionMatrix | None = None
+        # ConfusionMatrix(task=...) returns the task's metric (MulticlassConfusionMatrix), typed Metric
+        self.confusion: torchmetrics.Metric | None = None
         self._rows: list[tuple[int, int, float, list[float]]] = []
 
     # ---- building ----------------------------------------------------------------------------------------
@@ -138,6 +139,7 @@ class RelationModule(pl.LightningModule):
                 (d / "encoder.json").write_text(json.dumps(enc.state()) + "\n")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        assert self.encoder is not None, "checkpoint saved before build()"
         checkpoint["bioie_encoder"] = self.encoder.state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
@@ -160,6 +162,7 @@ class RelationModule(pl.LightningModule):
 
     # ---- steps --------------------------------------------------------------------------------------------
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
+        assert self.net is not None, "forward before build()"
         return self.net(batch)
 
     def _aux(self) -> Tensor | None:
@@ -183,6 +186,7 @@ class RelationModule(pl.LightningModule):
             bad = sorted(
                 {ds[i].relation for i, lab in zip(batch["index"], batch["labels"].tolist()) if lab < 0}
             )
+            assert self.encoder is not None  # built with the network
             raise PolyheadConfigError(f"{split} data has relation label(s) {bad} the model was not trained on "
                                       f"(its labels: {self.encoder.relations})")  # fmt: skip
 
@@ -195,6 +199,7 @@ class RelationModule(pl.LightningModule):
         )
 
     def on_validation_epoch_end(self) -> None:
+        assert self.encoder is not None  # built with the network
         s = scores_from_confusion(self.val_confusion.compute(), self.encoder.relations)
         self.val_confusion.reset()
         self.log("val/micro_f1", s["micro_f1"], prog_bar=True)
@@ -203,11 +208,13 @@ class RelationModule(pl.LightningModule):
         self._check_labels(batch, "test")
         probs = self(batch).softmax(-1)
         pred = probs.argmax(-1)
+        assert self.confusion is not None  # built with the network
         self.confusion.update(pred, batch["labels"])
         for i, p, pr in zip(batch["index"], pred.tolist(), probs.tolist()):
             self._rows.append((i, p, pr[p], pr))
 
     def on_test_epoch_end(self) -> None:
+        assert self.encoder is not None and self.confusion is not None  # built with the network
         labels = self.encoder.relations
         confusion = self.confusion.compute()
         self.confusion.reset()
@@ -251,6 +258,7 @@ class RelationModule(pl.LightningModule):
         return probs
 
     def on_predict_epoch_end(self) -> None:
+        assert self.encoder is not None  # restored from the checkpoint
         labels = self.encoder.relations
         dm = self.trainer.datamodule
         examples = dm.examples["predict"]

@@ -125,11 +125,11 @@ def write_chemprot(docs: Iterable[Document], prefix: str | Path) -> tuple[Path, 
     prefix = Path(prefix)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     docs = list(docs)
-    paths = tuple(Path(f"{prefix}_{kind}.tsv") for kind in ("abstracts", "entities", "relations"))
+    paths = (Path(f"{prefix}_abstracts.tsv"), Path(f"{prefix}_entities.tsv"), Path(f"{prefix}_relations.tsv"))
     paths[0].write_text("".join(f"{d.id}\t{d.title}\t{d.abstract}\n" for d in docs), encoding="utf-8")
     ent_lines, rel_lines = [], []
     for d in docs:
-        keys = {}
+        keys: dict[str, str] = {}
         for k, m in enumerate(d.mentions):
             key = m.key or f"T{k + 1}"
             keys.setdefault(m.ids[0] if m.ids else key, key)

@@ -201,7 +201,8 @@ class SentenceGrammar:
 
     # ---- sentences --------------------------------------------------------------------------------------
     def body_sentence(self, chems: list[Entity], used: set[str]) -> tuple[_Sentence, dict]:
-        s, labels = _Sentence(), {}
+        s = _Sentence()
+        labels: dict[tuple[tuple[int, int], tuple[int, int]], str] = {}
         root_prefix = None
         if self.chance(0.25):  # "We found that" / "These data suggest that": the clause is a ccomp
             if self.chance(0.5):

@@ -17,7 +17,8 @@ layer pairs do.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -100,7 +101,7 @@ class AGGCN(nn.Module):
         for gcn in self.tree_block:
             x = gcn(x, batch["tree_adj"])
             outputs.append(x)
-        for pair in self.ag_blocks:
+        for pair in self._ag_pairs():
             adj = pair[0].adjacency(x, mask)  # one attention per block pair, as the reference
             adjs.append(adj)
             for layer in pair:
@@ -110,6 +111,11 @@ class AGGCN(nn.Module):
         logits = self.head(h, batch)
         return (logits, adjs) if return_adjacency else logits
 
+    def _ag_pairs(self) -> list[Sequence[AttentionGuidedLayer]]:
+        """``ag_blocks`` typed: each an ``nn.ModuleList`` of :class:`AttentionGuidedLayer` (``nn.ModuleList``
+        is not generic, so iterating it yields plain Modules)."""
+        return [cast(Sequence[AttentionGuidedLayer], pair) for pair in self.ag_blocks]
+
     def aux_loss(self) -> Tensor | None:
-        losses = [pair[0].aux_loss for pair in self.ag_blocks if pair[0].aux_loss is not None]
+        losses = [pair[0].aux_loss for pair in self._ag_pairs() if pair[0].aux_loss is not None]
         return torch.stack(losses).sum() if losses else None

@@ -45,11 +45,13 @@ class TokenEncoder(nn.Module):
             words = words.masked_fill(drop, 1)
         feats = [self.word(words)]
         if self.pos is not None:
+            assert self.ner is not None  # both tag tables exist exactly when tag_dim > 0
             feats += [self.pos(batch["pos"]), self.ner(batch["ner"])]
         if self.position is not None:
             feats += [self.position(batch["subj_pos"]), self.position(batch["obj_pos"])]
         x = self.drop(torch.cat(feats, dim=-1))  # (B, L, in_dim)
         if self.lstm is None:
+            assert self.proj is not None  # the projection is built exactly when there is no LSTM
             return self.proj(x)
         packed = nn.utils.rnn.pack_padded_sequence(
             x, batch["lengths"].cpu(), batch_first=True, enforce_sorted=False

@@ -5,7 +5,8 @@ BiLSTM and the graph layers; sinusoidal absolute positions are added to the proj
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -39,5 +40,6 @@ class RelationTransformer(nn.Module):
         return self.head(self.norm(h), batch)
 
     def aux_loss(self) -> Tensor | None:
-        losses = [b.aux_loss for b in self.blocks if b.aux_loss is not None]
+        blocks = cast(Sequence[TransformerBlock], self.blocks)  # nn.ModuleList is not generic
+        losses = [b.aux_loss for b in blocks if b.aux_loss is not None]
         return torch.stack(losses).sum() if losses else None
