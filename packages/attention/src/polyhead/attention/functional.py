@@ -220,14 +220,12 @@ def _triton_supported(q: Tensor, bias: Tensor | None, block_mask: Any, mask: Ten
     return bool(supported and supported(q, bias=bias, block_mask=block_mask, mask=mask))
 
 
-# On CPU, SDPA's fused kernel is slow in half precision for short key sequences; the plain product is faster
-# there (forward + backward, 2 threads: 6.7x at 39 keys, head dim 8, batch 1024 x 2 heads; 2.4x at 128 keys;
-# about equal at 256-512; SDPA ahead from 1024 keys). In float32 the two are within 10% at 39-256 keys and
-# SDPA wins beyond, so float32 keeps SDPA.
+# On CPU, SDPA's fused kernel is slow in half precision for short key sequences, where the plain product is
+# faster; in float32 the two are close and SDPA wins on longer ones, so float32 keeps SDPA. The measured
+# crossover (the README's "Backends" section, pipelines/bench/cpu_attention.py) sets the bound.
 CPU_HALF_MATH_MAX_KEYS = 256
-# polyhead's fused CPU kernel (``cpu``) against the better of math and SDPA, forward + backward, 1 thread
-# (pipelines/bench/cpu_attention.py), bf16 / float32: 2.5x / 2.4x at 39 keys (head dim 8), 1.4x / 1.3x at 64
-# (16), 1.6x / 1.15x at 128 (32); 1.08x / 0.91x at 256 (64) and 0.4x at 1024, so it serves up to 128 keys.
+# polyhead's fused CPU kernel (``cpu``) beats the better of math and SDPA up to this many keys and falls
+# behind beyond (measured ratios per key count: the README's "Backends" section).
 CPU_FUSED_MAX_KEYS = 128
 
 
@@ -297,7 +295,8 @@ def _cuda_block_mask_backend(
         table=table,
     )
     # No measured row fits (another device, pattern, dtype, feature set): FlexAttention, the conservative
-    # default (the kernel's backward measured up to 11x slower than FlexAttention's; its forward at most 2x faster).
+    # default (the kernel's backward measured far slower than FlexAttention's, its forward only somewhat
+    # faster: KERNELS.md).
     return best or "flex"
 
 
@@ -338,8 +337,8 @@ def select_backend(
         and kv_len <= CPU_HALF_MATH_MAX_KEYS
     ):
         return "math"
-    # The Triton kernel only where it skips blocks: on an H100 (bf16, L 4k-16k) SDPA beat it on dense inputs,
-    # with or without key padding and bias (forward 1.2-5x, forward + backward 4-10x; packages/attention/KERNELS.md).
+    # The Triton kernel only where it skips blocks: on dense inputs SDPA beat it on an H100, with or without
+    # key padding and bias (figures in packages/attention/KERNELS.md).
     if block_mask is not None and q.is_cuda:
         if requires_grad is None:
             requires_grad = torch.is_grad_enabled() and q.requires_grad
