@@ -35,6 +35,7 @@ from polyhead.ctr.data.formats import (
     check_text_file,
     delimited_layout,
     format_features,
+    row_meta_columns,
 )
 
 BLOCK_BYTES = 16 << 20
@@ -212,13 +213,7 @@ class BlockReader:
         keep += [
             pl.col(f.name).cast(pl.Float64) if f.type == "numeric" else pl.col(f.name) for f in spec.fields
         ]
-        if spec.id_column and spec.id_column in self.columns:
-            keep.append(pl.col(spec.id_column).alias("id"))
-        if spec.split_column:
-            code = pl.col(spec.split_column).str.strip_chars().str.to_lowercase()
-            keep.append(code.replace_strict(SPLIT_NAMES, return_dtype=pl.UInt8).alias("_split"))
-        if spec.time_column:
-            keep.append(pl.col(spec.time_column).alias("_time"))
+        keep += row_meta_columns(spec, self.columns)
         return format_features(df.lazy().select(keep), spec).collect()
 
     def __iter__(self) -> Iterator[pl.DataFrame]:

@@ -172,6 +172,21 @@ def format_features(frame: pl.LazyFrame, spec: DatasetSpec) -> pl.LazyFrame:
     return frame
 
 
+def row_meta_columns(spec: DatasetSpec, columns: list[str]) -> list[pl.Expr]:
+    """The per-row columns besides features and label of a delimited file's (already validated) text
+    columns: the row id as ``id``, the split code as ``_split`` (0 train, 1 val, 2 test), the time as
+    ``_time``; shared by the line reader and the block reader."""
+    out = []
+    if spec.id_column and spec.id_column in columns:
+        out.append(pl.col(spec.id_column).alias("id"))
+    if spec.split_column:
+        code = pl.col(spec.split_column).str.strip_chars().str.to_lowercase()
+        out.append(code.replace_strict(SPLIT_NAMES, return_dtype=pl.UInt8).alias("_split"))
+    if spec.time_column:
+        out.append(pl.col(spec.time_column).alias("_time"))
+    return out
+
+
 def read_delimited(
     path: Path, spec: DatasetSpec, *, separator: str, header: bool, require_label: bool = True
 ) -> ReadResult:
@@ -255,13 +270,7 @@ def read_delimited(
     keep: list[pl.Expr | str] = ["line", *feats]
     if labeled:
         keep.insert(1, pl.col(spec.label).str.strip_chars().cast(pl.Int8).alias("label"))
-    if spec.id_column and spec.id_column in columns:
-        keep.append(pl.col(spec.id_column).alias("id"))
-    if spec.split_column:
-        code = pl.col(spec.split_column).str.strip_chars().str.to_lowercase()
-        keep.append(code.replace_strict(SPLIT_NAMES, return_dtype=pl.UInt8).alias("_split"))
-    if spec.time_column:
-        keep.append(pl.col(spec.time_column).alias("_time"))
+    keep += row_meta_columns(spec, columns)
     good = parsed.filter(pl.col("_reason").is_null()).select(keep)
     return ReadResult(good, bad, labeled)
 
