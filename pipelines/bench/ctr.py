@@ -6,11 +6,10 @@
 Writes a generated Criteo-format file (``--rows``, default 1,000,000: ``polyhead.ctr.data.synthetic``'s
 generator, written into ``--workdir``, not a committed file), then measures each preprocessing step in a
 fresh subprocess (wall time of the step with its modules already imported; peak resident memory from
-``ru_maxrss``, which counts the pages of a memory-mapped input file too):
+``VmHWM`` (``ru_maxrss`` off Linux), which counts the pages of a memory-mapped input file too):
 
 - ``polyhead``: the package's preprocessing (``polyhead.ctr.data.prepare.preprocess``: validation, hash
-  split, encoder fitted on the train rows, encoded Parquet cache) in a process set up as ``polyhead-ctr``
-  sets it up (``polyhead.ctr.allocator``); the reader it used is recorded;
+  split, encoder fitted on the train rows, encoded Parquet cache); the reader it used is recorded;
 - ``pandas + LabelEncoder``: the DeepCTR-Torch example pipeline (``pd.read_csv``, fill NA, a scikit-learn
   ``LabelEncoder`` per categorical column, ``MinMaxScaler`` on the dense ones);
 - ``polars eager``: just loading the file as a DataFrame with ``pl.read_csv`` (what "the file loaded as a
@@ -66,9 +65,6 @@ from pathlib import Path
 
 
 def _polyhead_imports() -> None:
-    from polyhead.ctr.allocator import tune_polars_allocator
-
-    tune_polars_allocator()  # as polyhead-ctr does before polars is imported
     import polyhead.ctr.data.prepare  # noqa: F401
 
 
@@ -109,6 +105,21 @@ def _pandas(path: str, cache: str) -> None:
     for c in sparse:
         df[c] = LabelEncoder().fit_transform(df[c])
     df[dense] = MinMaxScaler(feature_range=(0, 1)).fit_transform(df[dense])
+
+
+def peak_rss_mb(usage: resource.struct_rusage) -> float:
+    """This process's peak resident memory: ``VmHWM`` where ``/proc`` has it, else ``ru_maxrss``.
+
+    Linux carries ``ru_maxrss`` over ``fork`` + ``exec``, so a step started by a parent that once held more
+    memory (the file generator) would report the parent's peak; ``VmHWM`` belongs to the new address space.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return usage.ru_maxrss / 1024
 
 
 def cpu_model() -> str:
@@ -334,7 +345,7 @@ def main() -> None:
                     "step": name,
                     "seconds": time.perf_counter() - t0,
                     "cpu_seconds": cpu,  # user + system, all threads: the work, whatever the machine's load
-                    "peak_rss_mb": r1.ru_maxrss / 1024,
+                    "peak_rss_mb": peak_rss_mb(r1),
                 }
             )
         )

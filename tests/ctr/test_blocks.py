@@ -147,15 +147,13 @@ def test_value_counts_and_weighted_quantiles_match_the_expanded_values() -> None
 
 
 @pytest.mark.parametrize("method", ["log", "quantile"])
-def test_numeric_index_table_matches_the_bucket_formula(method: str) -> None:
+def test_numeric_index_matches_the_bucket_formula(method: str) -> None:
     from polyhead.ctr.data.buckets import numeric_bucket_expr
-    from polyhead.ctr.data.encoder import MISSING, OOV, TABLE_SIZE, FeatureEncoder
+    from polyhead.ctr.data.encoder import MISSING, OOV, FeatureEncoder
 
     rng = np.random.default_rng(2)
     train = np.round(rng.lognormal(2, 2, 4000))
-    x = np.concatenate(
-        [train[:500], [-3.0, -0.5, 0.0, 1.5, 2.0, 2.5, 3.0, TABLE_SIZE - 1.0, TABLE_SIZE, 1e12]]
-    )
+    x = np.concatenate([train[:500], [-3.0, -0.5, 0.0, 1.5, 2.0, 2.5, 3.0, 65535.0, 65536.0, 1e12]])
     values = [None if i % 17 == 0 else float(v) for i, v in enumerate(x)]
     spec = FieldSpec("n", "numeric", min_count=3, numeric_mode=method)
     enc = FeatureEncoder.fit(pl.LazyFrame({"n": train}), [spec])
@@ -186,3 +184,54 @@ def test_predict_reads_unlabeled_criteo_in_blocks_as_the_line_reader(
     _line_reader_only(monkeypatch)
     slow, _ = prepare.transform_file(unlabeled, criteo_spec(min_count=2), enc)
     assert fast.equals(slow)
+
+
+@pytest.mark.parametrize("eol", ["\n", "\r\n"])
+def test_avazu_cache_from_blocks_equals_line_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, eol: str
+) -> None:
+    """Avazu through the single parse: ``hour`` is read as text (time column, rewritten to the hour of day)
+    and cast to its categorical codes after; the other fields are parsed straight into codes."""
+    from polyhead.ctr.data.spec import AVAZU_CATEGORICAL, avazu_spec
+
+    rng = np.random.default_rng(7)
+    n = 1500
+    cols: dict[str, list] = {
+        "id": [f"{k:x}" for k in rng.integers(0, 2**40, n)],
+        "click": rng.integers(0, 2, n),
+    }
+    for c in AVAZU_CATEGORICAL:
+        if c == "hour":
+            cols[c] = [f"1410{d:02d}{h:02d}" for d, h in zip(rng.integers(21, 31, n), rng.integers(0, 24, n))]
+        else:
+            card = int(rng.integers(2, 60))
+            cols[c] = [None if v == 0 else f"{c}_{v}" for v in rng.integers(0, card, n)]
+    path = tmp_path / "train.csv"
+    text = pl.DataFrame(cols).write_csv(quote_style="never")
+    path.write_text(text.replace("\n", eol))
+    spec = avazu_spec(min_count=2, time_column="hour")
+    split = SplitSpec(method="time")
+    fast = prepare.preprocess(path, spec, tmp_path / "fast", split=split, block_bytes=16_384)
+    assert json.loads((fast / "meta.json").read_text())["reader"] == "blocks"
+    _line_reader_only(monkeypatch)
+    slow = prepare.preprocess(path, spec, tmp_path / "slow", split=split)
+    assert (fast / "encoder.json").read_text() == (slow / "encoder.json").read_text()
+    got, want = pl.read_parquet(fast / "data.parquet"), pl.read_parquet(slow / "data.parquet")
+    assert got.equals(want) and got["idx_hour"].n_unique() > 20
+
+
+def test_numeric_index_with_bucket_numbers_too_spread_for_a_table() -> None:
+    """Log buckets of large negative values (floor(x) for x <= 2) spread the bucket numbers over more than
+    the table range: the hash lookup takes over, with the same indices."""
+    from polyhead.ctr.data.encoder import MAX_TABLE, MISSING, OOV, FeatureEncoder
+
+    rng = np.random.default_rng(4)
+    train = np.concatenate([np.full(20, -3.0 * MAX_TABLE), rng.integers(0, 50, 400).astype(np.float64)])
+    spec = FieldSpec("n", "numeric", min_count=3, numeric_mode="log")
+    enc = FeatureEncoder.fit(pl.LazyFrame({"n": train}), [spec])
+    f = enc.fields[0]
+    assert f.bucketing == "log" and str(int(-3 * MAX_TABLE)) in f.vocab
+    values = [None, -3.0 * MAX_TABLE, -7.0 * MAX_TABLE, 0.0, 5.0, 49.0, 1e9]
+    got = enc.transform(pl.LazyFrame({"n": values}, schema={"n": pl.Float64})).collect()["idx_n"].to_list()
+    assert got[0] == MISSING and got[1] == f.vocab.index(str(int(-3 * MAX_TABLE))) + 2
+    assert got[2] == OOV and got[6] == OOV and all(g >= 2 for g in got[3:6])

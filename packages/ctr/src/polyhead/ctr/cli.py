@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from polyhead.ctr.allocator import tune_polars_allocator
 from polyhead.train.entry import run_domain_cli
 from polyhead.train.faults import PolyheadConfigError
 
@@ -52,7 +51,6 @@ def take_threads(argv: list[str]) -> tuple[list[str], int | None]:
 
 def main(args: list[str] | None = None) -> None:
     """``polyhead-ctr``; ``--threads N`` (any position) sets torch's intra-op threads for the command."""
-    tune_polars_allocator()  # before anything imports polars
     argv = list(sys.argv[1:] if args is None else args)
     try:
         argv, threads = take_threads(argv)

@@ -23,9 +23,10 @@ Compressed files and Parquet are not block-readable.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from polyhead.ctr.data.formats import (
@@ -35,6 +36,7 @@ from polyhead.ctr.data.formats import (
     check_text_file,
     delimited_layout,
     format_features,
+    formatted_fields,
     row_meta_columns,
 )
 
@@ -62,19 +64,27 @@ class BlockReader:
         columns: list[str],
         labeled: bool,
         block_bytes: int = BLOCK_BYTES,
+        categorical: Mapping[str, pl.DataType] | None = None,
     ) -> None:
         if block_bytes < 1:
             raise ValueError(f"block_bytes must be positive, got {block_bytes}")
         self.path, self.spec, self.separator, self.header = path, spec, separator, header
         self.columns, self.labeled, self.block_bytes = columns, labeled, block_bytes
+        self.categorical = dict(categorical or {})
         types = {f.name: f for f in spec.fields}
-        self._schema: dict[str, type[pl.DataType]] = {}
+        # Categorical features are parsed straight into their Categorical dtype, except the columns that
+        # are also read as text (row id, split, time) or rewritten by the format: those are cast after.
+        as_text = {spec.id_column, spec.split_column, spec.time_column, *formatted_fields(spec)}
+        self._late_cast = [c for c in self.categorical if c in as_text]
+        self._schema: dict[str, pl.DataType | type[pl.DataType]] = {}
         for c in columns:
             f = types.get(c)
             if c == spec.label and labeled:
                 self._schema[c] = pl.Int8
             elif f is not None and f.type == "numeric":
                 self._schema[c] = pl.Int64 if f.integer else pl.Float64
+            elif c in self.categorical and c not in as_text:
+                self._schema[c] = self.categorical[c]
             else:
                 self._schema[c] = pl.Utf8
         sep = separator.encode()
@@ -93,10 +103,14 @@ class BlockReader:
         *,
         require_label: bool = True,
         block_bytes: int = BLOCK_BYTES,
+        categorical: Mapping[str, pl.DataType] | None = None,
     ) -> BlockReader | None:
         """A reader for ``path``, or ``None`` where the format or the file (compressed) is not block-readable.
 
-        Raises the same errors as the line-level reader for an empty or binary file or a bad header.
+        ``categorical`` maps categorical features to the ``pl.Categorical`` dtypes their values are read
+        into (one ``pl.Categories`` per field: the codes are the same in every block); without it they are
+        read as text, as the line-level reader reads them. Raises the same errors as the line-level reader
+        for an empty or binary file or a bad header.
         """
         path = Path(path)
         if spec.format not in _SEPARATORS:
@@ -120,6 +134,7 @@ class BlockReader:
             columns=columns,
             labeled=labeled,
             block_bytes=block_bytes,
+            categorical=categorical,
         )
 
     @property
@@ -130,13 +145,14 @@ class BlockReader:
         if self.labeled:
             out["label"] = pl.Int8()
         for f in spec.fields:
-            out[f.name] = pl.Float64() if f.type == "numeric" else pl.Utf8()
+            out[f.name] = pl.Float64() if f.type == "numeric" else self.categorical.get(f.name, pl.Utf8())
         if spec.id_column and spec.id_column in self.columns:
             out["id"] = pl.Utf8()
         if spec.split_column:
             out["_split"] = pl.UInt8()
         if spec.time_column:
-            out["_time"] = self._schema[spec.time_column]()
+            dt = self._schema[spec.time_column]  # text or a numeric type: never a Categorical
+            out["_time"] = dt() if isinstance(dt, type) else dt
         return pl.Schema(out)
 
     def _byte_blocks(self) -> Iterator[tuple[bytes, int, int]]:
@@ -156,7 +172,7 @@ class BlockReader:
                 if f.tell() >= size:  # the last block: its trailing blank lines are not data
                     chunk = _drop_trailing_blank_lines(chunk)
                 if chunk:
-                    n_lines = chunk.count(b"\n") + (not chunk.endswith(b"\n"))
+                    n_lines = count_byte(chunk, b"\n") + (not chunk.endswith(b"\n"))
                     yield chunk, line, n_lines
                     line += n_lines
 
@@ -166,7 +182,7 @@ class BlockReader:
         ``n_lines``: the block's line count where the caller has it.
         """
         if n_lines is None:
-            n_lines = block.count(b"\n") + (not block.endswith(b"\n"))
+            n_lines = count_byte(block, b"\n") + (not block.endswith(b"\n"))
         # A one-byte search is a memchr over the block; the longer patterns are only looked for when their
         # first byte occurs at all (clean Criteo/Avazu logs have no spaces, quotes or non-ASCII bytes).
         for lead, patterns in self._markers:
@@ -176,7 +192,7 @@ class BlockReader:
                     raise NotFastReadable(
                         f"lines from {first_line}: {found[0]!r} needs the line-level reader"
                     )
-        if block.count(self._sep) != n_lines * (len(self.columns) - 1):
+        if count_byte(block, self._sep) != n_lines * (len(self.columns) - 1):
             raise NotFastReadable(f"lines from {first_line}: a line without {len(self.columns)} fields")
         try:
             df = pl.read_csv(
@@ -214,11 +230,20 @@ class BlockReader:
             pl.col(f.name).cast(pl.Float64) if f.type == "numeric" else pl.col(f.name) for f in spec.fields
         ]
         keep += row_meta_columns(spec, self.columns)
-        return format_features(df.lazy().select(keep), spec).collect()
+        out = format_features(df.lazy().select(keep), spec)
+        if self._late_cast:
+            out = out.with_columns(pl.col(c).cast(self.categorical[c]) for c in self._late_cast)
+        return out.collect()
 
     def __iter__(self) -> Iterator[pl.DataFrame]:
         for block, first_line, n_lines in self._byte_blocks():
             yield self.parse(block, first_line, n_lines)
+
+
+def count_byte(buf: bytes, byte: bytes) -> int:
+    """How often the single byte ``byte`` occurs in ``buf`` (numpy's vectorised compare: about 3x
+    ``bytes.count``, which the block checks spent 0.24 s in on a 244 MB file)."""
+    return int(np.count_nonzero(np.frombuffer(buf, dtype=np.uint8) == byte[0]))
 
 
 def _drop_trailing_blank_lines(buf: bytes) -> bytes:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +27,8 @@ from polyhead.ctr.data.counts import ValueCounter
 from polyhead.ctr.data.formats import FieldSpec
 
 MISSING, OOV = 0, 1
-# Integer values below this get their numeric field's index from a table built once per field.
-TABLE_SIZE = 1 << 16
+# The widest range of bucket numbers a numeric field's index is looked up in a table for.
+MAX_TABLE = 1 << 20
 FIT_BATCH_ROWS = 1 << 18
 
 
@@ -55,46 +57,26 @@ class EncodedField:
     def is_categorical(self) -> bool:
         return self.type == "categorical" or self.numeric_mode != "scale"
 
-    @functools.cached_property
-    def _numeric_lookup(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(index of each integer 0..TABLE_SIZE-1, sorted bucket numbers, their indices)``."""
+    def index_expr(self) -> pl.Expr:
+        """The local index of each value of a bucketed numeric field, as one native polars expression:
+        ``MISSING`` for null, the bucket's vocabulary position + 2, ``OOV`` for a bucket outside the
+        vocabulary. Bucket numbers are small integers (log buckets of counts, quantile ranks), so the
+        position is read from a table over the vocabulary's range of bucket numbers (a ``replace_strict``
+        hash lookup measured 0.52 s for Criteo's 13 fields on 1M rows, a numpy table under the GIL 0.5 s)."""
+        code = numeric_bucket_code(self.name, self.bucketing, self.boundaries)  # null for null values
         keys = np.array([bucket_code(self.bucketing, v) for v in self.vocab], dtype=np.int64)
-        order = np.argsort(keys)
-        keys, values = keys[order], (np.arange(len(keys), dtype=np.int32) + 2)[order]
-        grid = pl.Series("x", np.arange(TABLE_SIZE, dtype=np.float64))
-        return self._lookup(self._bucket_numbers(grid), keys, values), keys, values
-
-    def _bucket_numbers(self, x: pl.Series) -> np.ndarray:
-        # polars' own expression, so the table and the values off it are bucketed identically
-        code = numeric_bucket_code("x", self.bucketing, self.boundaries)
-        return pl.DataFrame({"x": x}).select(code.alias("x"))["x"].to_numpy()
-
-    @staticmethod
-    def _lookup(codes: np.ndarray, keys: np.ndarray, values: np.ndarray) -> np.ndarray:
-        if keys.size == 0:
-            return np.full(codes.shape, OOV, dtype=np.int32)
-        pos = np.searchsorted(keys, codes).clip(0, keys.size - 1)
-        return np.where(keys[pos] == codes, values[pos], OOV).astype(np.int32)
-
-    def index_numeric(self, s: pl.Series) -> pl.Series:
-        """The local index of each value of a bucketed numeric field (``MISSING`` for null, ``OOV`` for a
-        bucket outside the vocabulary).
-
-        The Criteo transform takes a logarithm per value; count fields hold few distinct small integers, so
-        the indices of the integers below ``TABLE_SIZE`` are computed once (with the same polars expression)
-        and looked up; other values are bucketed one by one.
-        """
-        x = s.cast(pl.Float64).to_numpy()  # nulls read as NaN
-        null = s.is_null().to_numpy()
-        table, keys, values = self._numeric_lookup
-        out = np.full(x.shape, MISSING, dtype=np.int32)
-        with np.errstate(invalid="ignore"):
-            small = (x >= 0) & (x < TABLE_SIZE) & (x == np.floor(x))  # False for NaN
-        out[small] = table[x[small].astype(np.int64)]
-        rest = ~small & ~null
-        if rest.any():
-            out[rest] = self._lookup(self._bucket_numbers(pl.Series("x", x[rest])), keys, values)
-        return pl.Series(s.name, out)
+        positions = np.arange(2, keys.size + 2, dtype=np.int32)
+        lo, hi = (int(keys.min()), int(keys.max())) if keys.size else (0, -1)
+        if hi - lo < MAX_TABLE:
+            # table: OOV (below the range), the bucket numbers lo..hi, OOV (above), MISSING (null)
+            table = np.full(hi - lo + 4, OOV, dtype=np.int32)
+            table[keys - lo + 1] = positions
+            table[-1] = MISSING
+            at = ((code - lo).clip(-1, hi - lo + 1) + 1).fill_null(hi - lo + 3)
+            return pl.lit(pl.Series(table)).gather(at.cast(pl.UInt32))
+        # bucket numbers spread too far for a table
+        index = code.replace_strict(keys.tolist(), positions.tolist(), default=OOV, return_dtype=pl.Int32)
+        return pl.when(code.is_null()).then(pl.lit(MISSING, pl.Int32)).otherwise(index)
 
     @functools.cached_property
     def enum(self) -> pl.Enum:
@@ -182,16 +164,15 @@ class FeatureEncoder:
             if f.is_categorical and len(f.vocab) < 2
         ]
 
-    def transform(self, lf: pl.LazyFrame) -> pl.LazyFrame:
-        """Add ``idx_<field>`` (Int32 local index) and, for scaled numerics, ``val_<field>`` (Float32)."""
+    def transform(self, lf: pl.LazyFrame, names: Collection[str] | None = None) -> pl.LazyFrame:
+        """Add ``idx_<field>`` (Int32 local index) and, for scaled numerics, ``val_<field>`` (Float32), for
+        every field or those in ``names``."""
         exprs = []
         for f in self.fields:
+            if names is not None and f.name not in names:
+                continue
             if f.is_categorical and f.type == "numeric":
-                exprs.append(
-                    pl.col(f.name)
-                    .map_batches(f.index_numeric, return_dtype=pl.Int32, is_elementwise=True)
-                    .alias(f"idx_{f.name}")
-                )
+                exprs.append(f.index_expr().alias(f"idx_{f.name}"))
             elif f.is_categorical:
                 # Enum codes are the vocabulary positions; unknown values cast to null (-> OOV). Unlike
                 # replace_strict with a large mapping, this cast streams without materialising columns.
@@ -214,6 +195,14 @@ class FeatureEncoder:
                 exprs.append(scale_expr(f.name).alias(f"val_{f.name}"))
         return lf.with_columns(exprs)
 
+    def output_columns(self) -> list[str]:
+        """The columns :meth:`transform` adds, in its order."""
+        return [
+            c
+            for f in self.fields
+            for c in (f"idx_{f.name}", *([] if f.is_categorical else [f"val_{f.name}"]))
+        ]
+
     def save(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps({**self.to_dict(), "summary": self.summary()}))
 
@@ -222,7 +211,8 @@ class FeatureEncoder:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
     def to_dict(self) -> dict:
-        return {"fields": [asdict(f) for f in self.fields]}
+        # shallow: asdict's deep copy of every vocabulary string cost 0.09 s on 1M Criteo rows
+        return {"fields": [{k.name: getattr(f, k.name) for k in dataclass_fields(f)} for f in self.fields]}
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureEncoder:

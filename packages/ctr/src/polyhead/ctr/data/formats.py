@@ -105,6 +105,21 @@ def _lines(path: Path) -> pl.LazyFrame:
     ).with_row_index("line", offset=1)
 
 
+def first_data_line(path: Path) -> str | None:
+    """The first line of ``path`` that is not blank (``None`` if there is none), reading only up to it (a
+    scan of the lines would read the whole file: 270 MB of resident memory on a 244 MB Criteo file)."""
+    with open(path, "rb") as f:
+        compressed = f.read(4).startswith(_COMPRESSED)
+    if compressed:  # polars decompresses
+        first = _lines(path).filter(pl.col("raw").str.strip_chars() != "").select("raw").head(1).collect()
+        return str(first.item()) if first.height else None
+    with open(path, "rb") as f:
+        for raw in f:
+            if raw.strip():
+                return raw.decode("utf-8", "replace").rstrip("\r\n")
+    return None
+
+
 def _has_quotes(path: Path) -> bool:
     return bool(_lines(path).select(pl.col("raw").str.contains('"', literal=True).any()).collect().item())
 
@@ -158,10 +173,15 @@ def delimited_layout(
             f"{path}: a {spec.format} file has no header, so no split or time column by name "
             f"({extra}); use data.holdout_last (the file's order is its time order) or the hash split"
         )
-    first = _lines(path).filter(pl.col("raw").str.strip_chars() != "").select("raw").head(1).collect()
-    n_first = len(first.item().split(separator)) if first.height else 0
+    first = first_data_line(path)
+    n_first = len(first.split(separator)) if first is not None else 0
     labeled = require_label or n_first != len(spec.names)
     return [*([spec.label] if labeled else []), *spec.names], labeled
+
+
+def formatted_fields(spec: DatasetSpec) -> set[str]:
+    """The features :func:`format_features` rewrites as text (they are read as text first)."""
+    return {"hour"} if spec.format == "avazu" else set()
 
 
 def format_features(frame: pl.LazyFrame, spec: DatasetSpec) -> pl.LazyFrame:
