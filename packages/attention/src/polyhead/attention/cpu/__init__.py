@@ -222,7 +222,9 @@ def choice() -> dict:
     """The measured choice for ``auto`` on this machine: ``{"kernel": name | None, "max_keys": int, "ms": ...}``.
 
     Read from the cache file when it holds this machine's fingerprint, else measured (about a second) and
-    written there. ``kernel`` None: no fused kernel is faster here; ``auto`` keeps math/sdpa.
+    written there, unless the machine was busy (1-minute load average at least its core count): such a
+    measurement is used by this process only. ``kernel`` None: no fused kernel is faster here; ``auto``
+    keeps math/sdpa.
     """
     if not kernels():
         return {"kernel": None, "max_keys": 0, "ms": {}}
@@ -233,7 +235,14 @@ def choice() -> dict:
         cached = {}
     if key in cached and cached[key].get("kernel") in (None, *kernels()):
         return cached[key]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     result = measure()
+    if load >= (os.cpu_count() or 1):
+        # Timed while other work held every core (a test run, a training job): the fused kernels' threads
+        # then lose most (a cached entry measured by two busy test workers once chose no kernel at 2.2x
+        # slower), so the result serves this process only and an idle process measures again.
+        log.info("polyhead: CPU attention choice measured at load %.1f; not cached", load)
+        return result
     cached[key] = result
     try:
         CACHE.parent.mkdir(parents=True, exist_ok=True)

@@ -185,7 +185,7 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       load_cols(qp + sq.base(b, h), sq.l, z.L, z.D, qt.data(), z.Lp, static_cast<float>(scale));
       load_rows(kp + sk.base(b, h), sk.l, z.S, z.D, kr.data(), z.DW, 1.f);
       load_rows(vp + sv.base(b, h), sv.l, z.S, z.Dv, vr.data(), Dv4, 1.f);
-      float* wn = wp + n * z.S * z.L;  // P^T of this pair: (S, L)
+      float* wn = wp + n * z.S * z.Lp;  // P^T of this pair: (S, Lp), the padded queries' lanes included
       for_query_groups(z.Lp, [&](int64_t c0, auto nb) {
         constexpr int NB = decltype(nb)::value;
         float* sc = st.data() + c0;
@@ -198,11 +198,11 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
           cols_dot<NB>(kr.data() + j * z.DW, z.D, qt.data() + c0, z.Lp, acc);
           for (int c = 0; c < NB; ++c) {
             acc[c].store(sc + j * z.Lp + c * W);
-            mx[c] = at::vec::maximum(mx[c], acc[c]);
-            // A NaN or +inf score gives the query NaN weights, as torch.softmax does.
-            bad[c] = bad[c] | (acc[c] != acc[c]) | (acc[c] == inf);
+            mx[c] = at::vec::maximum(mx[c], acc[c]);  // propagates NaN
           }
         }
+        // A NaN or +inf score gives the query NaN weights, as torch.softmax does: either shows in the max.
+        for (int c = 0; c < NB; ++c) bad[c] = (mx[c] != mx[c]) | (mx[c] == inf);
         for (int64_t j = 0; j < z.S; ++j)
           for (int c = 0; c < NB; ++c) {
             // exp_u20: ATen's vectorised exp (about 20 ulp) where the capability has one, std::exp otherwise;
@@ -216,8 +216,7 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
           for (int c = 0; c < NB; ++c) {
             const Vec p = Vec::blendv(Vec::loadu(sc + j * z.Lp + c * W) * sum[c], nan, bad[c]);
             p.store(sc + j * z.Lp + c * W);
-            const int64_t valid = std::min<int64_t>(W, z.L - c0 - c * W);
-            if (valid > 0) p.store(wn + j * z.L + c0 + c * W, valid);
+            p.store(wn + j * z.Lp + c0 + c * W);  // padded queries too: the backward reads whole chunks
           }
         rows_times_cols<NB>(vr.data(), Dv4, Dv4, sc, z.Lp, z.S, ot.data() + c0);
       });
@@ -237,10 +236,10 @@ void backward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
   T *dqp = dq.mutable_data_ptr<T>(), *dkp = dk.mutable_data_ptr<T>(), *dvp = dv.mutable_data_ptr<T>();
   const float fs = static_cast<float>(scale);
   at::parallel_for(0, z.B * z.H, 16, [&](int64_t n0, int64_t n1) {
-    // dot: dO^T (Dv, Lp); pt: P^T (S, Lp); ds: dP^T, then dS^T; dqt: dQ^T (D4, Lp); rows of scale * q,
+    // dot: dO^T (Dv, Lp); ds: dP^T, then dS^T; dqt: dQ^T (D4, Lp); rows of scale * q,
     // scale * k, v and dO; y: four output rows.
     const int64_t D4 = round_up(z.D, 4);
-    std::vector<float> dot(z.Dv * z.Lp), pt(z.S * z.Lp), ds(z.S * z.Lp), dqt(D4 * z.Lp), qr(z.L * z.DW),
+    std::vector<float> dot(z.Dv * z.Lp), ds(z.S * z.Lp), dqt(D4 * z.Lp), qr(z.L * z.DW),
         kr(z.S * D4), vr(z.S * z.DvW), dor(z.L * z.DvW), y(4 * std::max(z.DW, z.DvW));
     for (int64_t n = n0; n < n1; ++n) {
       const int64_t b = n / z.H, h = n % z.H;
@@ -249,15 +248,12 @@ void backward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
       load_rows(qp + sq.base(b, h), sq.l, z.L, z.D, qr.data(), z.DW, fs);
       load_rows(kp + sk.base(b, h), sk.l, z.S, z.D, kr.data(), D4, fs);
       load_rows(vp + sv.base(b, h), sv.l, z.S, z.Dv, vr.data(), z.DvW, 1.f);
-      const float* wn = wp + n * z.S * z.L;
-      for (int64_t j = 0; j < z.S; ++j) {
-        std::copy(wn + j * z.L, wn + (j + 1) * z.L, pt.data() + j * z.Lp);
-        std::fill(pt.data() + j * z.Lp + z.L, pt.data() + (j + 1) * z.Lp, 0.f);
-      }
+      // P^T (S, Lp) as the forward stored it; its padded queries' lanes meet zero dO, so they add nothing.
+      const float* pn = wp + n * z.S * z.Lp;
       for_query_groups(z.Lp, [&](int64_t c0, auto nb) {
         constexpr int NB = decltype(nb)::value;
         float* dsc = ds.data() + c0;
-        const float* pc = pt.data() + c0;
+        const float* pc = pn + c0;
         Vec acc[NB], rs[NB];
         for (int c = 0; c < NB; ++c) rs[c] = Vec(0.f);
         // dP^T = V dO^T; rs_i = sum_j P_ij dP_ij; dS = P * (dP - rs).
@@ -279,7 +275,7 @@ void backward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
       store_cols(dqt.data(), z.Lp, z.L, z.D, dqp + sdq.base(b, h), sdq.l);
       // dK = dS^T (scale Q), dV = P^T dO: key rows at a time, summed over the queries.
       weighted_rows_out(ds.data(), z.Lp, z.S, qr.data(), z.L, z.DW, y.data(), dkp + sdk.base(b, h), sdk.l, z.D);
-      weighted_rows_out(pt.data(), z.Lp, z.S, dor.data(), z.L, z.DvW, y.data(), dvp + sdv.base(b, h), sdv.l, z.Dv);
+      weighted_rows_out(pn, z.Lp, z.S, dor.data(), z.L, z.DvW, y.data(), dvp + sdv.base(b, h), sdv.l, z.Dv);
     }
   });
 }
@@ -311,7 +307,8 @@ std::tuple<at::Tensor, at::Tensor> short_attention_forward(const at::Tensor& q, 
   check_qkv(q, k, v);
   const int64_t B = q.size(0), H = q.size(1), L = q.size(2), S = k.size(2), Dv = v.size(3);
   at::Tensor out = at::empty({B, L, H, Dv}, q.options()).transpose(1, 2);
-  at::Tensor w = at::empty({B, H, S, L}, q.options().dtype(at::kFloat));  // P^T, kept for the backward
+  // P^T with the queries padded to whole vectors, kept for the backward
+  at::Tensor w = at::empty({B, H, S, round_up(L, W)}, q.options().dtype(at::kFloat));
   if (q.scalar_type() == at::kFloat)
     forward_impl<float>(q, k, v, out, w, scale);
   else
@@ -327,8 +324,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> short_attention_backward(const at
   const int64_t B = q.size(0), H = q.size(1), L = q.size(2), S = k.size(2), Dv = v.size(3);
   TORCH_CHECK(dout.sizes() == at::IntArrayRef({B, H, L, Dv}), "short_attention: grad_out must be ",
               at::IntArrayRef({B, H, L, Dv}), ", got ", dout.sizes());
-  TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.sizes() == at::IntArrayRef({B, H, S, L}),
-              "short_attention: weights must be contiguous float32 of shape (B, H, S, L), got ", w.sizes());
+  const int64_t Lp = round_up(L, W);
+  TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.sizes() == at::IntArrayRef({B, H, S, Lp}),
+              "short_attention: weights must be the forward's contiguous float32 (B, H, S, L padded to ", W,
+              "), got ", w.sizes());
   at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
   if (q.scalar_type() == at::kFloat)
     backward_impl<float>(q, k, v, w, dout, dq, dk, dv, scale);

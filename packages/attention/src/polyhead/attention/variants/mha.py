@@ -9,6 +9,7 @@ T5 without buckets).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyhead.attention.base import AttentionBase, AttentionOutput
@@ -81,9 +82,19 @@ class MultiHeadAttention(AttentionBase):
         B, L, _ = x.shape
         src = x if context is None else context
         S = src.shape[1]
-        q = self.split_heads(self.q_proj(x))  # (B, H, L, Dh)
-        k = self.k_proj(src).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, Dh)
-        v = self.v_proj(src).view(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)
+        if context is None:
+            # Self-attention: q, k and v from one product with the three weights stacked (one GEMM instead of
+            # three, the same parameters); the heads are views into it.
+            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            b = self.q_proj.bias
+            if b is not None:
+                b = torch.cat([b, self.k_proj.bias, self.v_proj.bias])
+            qx, kx, vx = F.linear(x, w, b).split([self.dim, self.k_proj.out_features, self.v_proj.out_features], -1)
+        else:
+            qx, kx, vx = self.q_proj(x), self.k_proj(src), self.v_proj(src)
+        q = qx.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
+        k = kx.reshape(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)  # (B, Hkv, S, Dh)
+        v = vx.reshape(B, S, self.num_kv_heads, self.head_dim).transpose(1, 2)
         bias = None if self.rel_pos_max_distance is None else self.relative_position_bias(L, S, x.device)
         res = attention(
             q, k, v, bias=bias, mask=mask, causal=self.causal, backend=self.backend, need_weights=need_weights
