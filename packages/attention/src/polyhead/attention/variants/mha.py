@@ -85,11 +85,12 @@ class MultiHeadAttention(AttentionBase):
         if context is None:
             # Self-attention: q, k and v from one product with the three weights stacked (one GEMM instead of
             # three, the same parameters); the heads are views into it.
-            w = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
-            b = self.q_proj.bias
-            if b is not None:
-                b = torch.cat([b, self.k_proj.bias, self.v_proj.bias])
-            qx, kx, vx = F.linear(x, w, b).split([self.dim, self.k_proj.out_features, self.v_proj.out_features], -1)
+            stacked = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
+            biases = (self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)
+            bias_cat = None if biases[0] is None else torch.cat(biases)
+            qx, kx, vx = F.linear(x, stacked, bias_cat).split(
+                [self.dim, self.k_proj.out_features, self.v_proj.out_features], -1
+            )
         else:
             qx, kx, vx = self.q_proj(x), self.k_proj(src), self.v_proj(src)
         q = qx.reshape(B, L, self.num_heads, self.head_dim).transpose(1, 2)  # (B, H, L, Dh)
