@@ -178,16 +178,36 @@ def test_auto_choice_is_measured_once_and_cached(tmp_path, monkeypatch: pytest.M
     assert list(cached.values()) == [result] and cpu.capability() in next(iter(cached))
 
 
-def test_a_choice_measured_on_a_busy_machine_is_not_cached(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_busy_measurement_is_provisional_until_the_machine_is_idle(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Busy: measured once and shared by the processes that start while it stays busy (one kernel for every
+    part of a run); the first idle process measures again and its result replaces the provisional one."""
     calls = []
-    result = {"kernel": None, "max_keys": 0, "ms": {"39x8": {"math": 2.0}}}
-    monkeypatch.setattr(cpu, "measure", lambda: calls.append(1) or result)
+    results = [
+        {"kernel": None, "max_keys": 0, "ms": {"39x8": {"math": 2.0}}},
+        {"kernel": cpu.kernels()[-1], "max_keys": 128, "ms": {"39x8": {"math": 1.0}}},
+    ]
+
+    def measure() -> dict:
+        calls.append(1)
+        return results[len(calls) - 1]
+
+    monkeypatch.setattr(cpu, "measure", measure)
     monkeypatch.setattr(cpu, "CACHE", tmp_path / "polyhead" / "cpu_attention.json")
     busy = float(__import__("os").cpu_count() or 1)
-    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (busy, busy, busy))
+    load = [busy]
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (load[0],) * 3)
     choose = REAL_CHOICE.__wrapped__
-    assert choose() == result and choose() == result and calls == [1, 1]  # measured again each time
-    assert not cpu.CACHE.exists()
+    first = choose()
+    assert first == {**results[0], "busy": busy} and calls == [1]
+    assert choose() == first and calls == [1]  # still busy: the provisional entry, not measured again
+    load[0] = 0.1
+    assert choose() == results[1] and calls == [1, 1]  # idle: measured again, and that result is final
+    load[0] = busy
+    assert choose() == results[1] and calls == [1, 1]
+    cached = __import__("json").loads(cpu.CACHE.read_text())
+    assert list(cached.values()) == [results[1]]
 
 
 def test_auto_keeps_the_unfused_path_where_no_kernel_is_faster(monkeypatch: pytest.MonkeyPatch) -> None:

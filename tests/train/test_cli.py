@@ -19,8 +19,10 @@ HERE = Path(__file__).parent
 SCRIPT = HERE / "example_task.py"
 
 
-def _run_script(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(HERE), "PYTHONUNBUFFERED": "1"}
+def _run_script(
+    *args: str, timeout: int = 600, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(HERE), "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     env.pop("POLYHEAD_RUN_DIR", None)
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args],
@@ -100,8 +102,12 @@ def test_yaml_config_and_overrides(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
+    # One attention path in all three processes: `auto`'s CPU kernel choice is measured per machine, and a
+    # process that starts once a busy machine has gone idle measures again (polyhead.attention.cpu.choice),
+    # so the parts of a run could use kernels that round differently. This test is about the platform's resume.
+    pin = {"POLYHEAD_CPU_KERNELS": "0"}
     common = ["--run.wandb", "disabled", "--run.save_every_n_steps", "1000", "--trainer.max_epochs", "2"]
-    ref = _run_script("fit", "--run.root", str(tmp_path / "ref"), *common)
+    ref = _run_script("fit", "--run.root", str(tmp_path / "ref"), *common, env_extra=pin)
     assert ref.returncode == 0, ref.stderr[-3000:]
 
     root = str(tmp_path / "killed")
@@ -112,13 +118,14 @@ def test_kill_and_resume_matches_uninterrupted_run(tmp_path: Path) -> None:
         *common,
         "--trainer.callbacks+=kill_callback.KillAtStep",
         "--trainer.callbacks.step=45",
+        env_extra=pin,
     )
     assert killed.returncode == 143, killed.stderr[-3000:]
     run = tmp_path / "killed" / "example" / "default" / "version_0"
     # Step 45 is mid-epoch 1 (32 steps per epoch) and not a periodic save point: the signal handler saved it.
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 45
 
-    resumed = _run_script("fit", "--run.root", root, *common, "--ckpt_path", "last")
+    resumed = _run_script("fit", "--run.root", root, *common, "--ckpt_path", "last", env_extra=pin)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert not (tmp_path / "killed" / "example" / "default" / "version_1").exists()  # same run directory
 

@@ -222,9 +222,11 @@ def choice() -> dict:
     """The measured choice for ``auto`` on this machine: ``{"kernel": name | None, "max_keys": int, "ms": ...}``.
 
     Read from the cache file when it holds this machine's fingerprint, else measured (about a second) and
-    written there, unless the machine was busy (1-minute load average at least its core count): such a
-    measurement is used by this process only. ``kernel`` None: no fused kernel is faster here; ``auto``
-    keeps math/sdpa.
+    written there. A measurement taken while the machine was busy (1-minute load average at least its core
+    count) is cached as provisional (``"busy": load``): processes started while the machine stays busy use
+    it too, so they all train with the same kernel (a resumed run matches its first part), and the first
+    process that finds the machine idle measures again and replaces it. ``kernel`` None: no fused kernel is
+    faster here; ``auto`` keeps math/sdpa.
     """
     if not kernels():
         return {"kernel": None, "max_keys": 0, "ms": {}}
@@ -233,16 +235,31 @@ def choice() -> dict:
         cached = json.loads(CACHE.read_text())
     except (OSError, ValueError):
         cached = {}
-    if key in cached and cached[key].get("kernel") in (None, *kernels()):
-        return cached[key]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    busy = load >= (os.cpu_count() or 1)
+    entry = cached.get(key)
+    if (
+        isinstance(entry, dict)
+        and entry.get("kernel") in (None, *kernels())
+        and (busy or "busy" not in entry)
+    ):
+        return entry
     result = measure()
-    if load >= (os.cpu_count() or 1):
+    if busy:
         # Timed while other work held every core (a test run, a training job): the fused kernels' threads
-        # then lose most (a cached entry measured by two busy test workers once chose no kernel at 2.2x
-        # slower), so the result serves this process only and an idle process measures again.
-        log.info("polyhead: CPU attention choice measured at load %.1f; not cached", load)
-        return result
+        # then lose most (a busy measurement once chose no kernel at 2.2x slower), so the entry is marked
+        # and an idle process measures again.
+        log.info("polyhead: CPU attention choice measured at load %.1f; cached as provisional", load)
+        result = {**result, "busy": round(load, 2)}
+    cached[key] = result
+    try:
+        CACHE.parent.mkdir(parents=True, exist_ok=True)
+        tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cached, indent=1))
+        tmp.replace(CACHE)
+    except OSError as err:  # a read-only home: measured again next time
+        log.info("polyhead: cannot cache the CPU attention choice in %s (%s)", CACHE, err)
+    return result
     cached[key] = result
     try:
         CACHE.parent.mkdir(parents=True, exist_ok=True)
