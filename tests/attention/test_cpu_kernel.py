@@ -146,6 +146,79 @@ def test_mha_module_auto_uses_the_kernel(monkeypatch: pytest.MonkeyPatch) -> Non
     assert functional.CPU_FUSED_MAX_KEYS >= 39
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_heads_of_one_projection_get_gradients_in_one_tensor(dtype: torch.dtype) -> None:
+    """q, k, v split from one (B, L, 3 * H * D) projection: the kernel's gradients are the adjacent parts of
+    one tensor of that layout (so split_last's backward concatenates nothing) and match the oracle."""
+    B, L, H, D = 3, 39, 2, 8
+    torch.manual_seed(5)
+    x = torch.randn(B, L, 3 * H * D).to(dtype).requires_grad_()
+    q, k, v = (t.unflatten(-1, (H, D)).transpose(1, 2) for t in functional.split_last(x, [H * D] * 3))
+    grad = torch.randn(B, H, L, D).to(dtype)
+    attention(q, k, v, backend="cpu").backward(grad)
+    xd = x.detach().double().requires_grad_()
+    qd, kd, vd = (t.unflatten(-1, (H, D)).transpose(1, 2) for t in xd.split(H * D, -1))
+    math_attention(qd, kd, vd)[0].backward(grad.double())
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 3e-2, "rtol": 2e-2}
+    torch.testing.assert_close(x.grad.double(), xd.grad, **tol)
+    # the kernel's gradient buffers themselves: three parts of one (B, L, 3 * H * D) tensor
+    _, w = cpu._ops(cpu.choice()["kernel"]).short_attention_forward(
+        q.detach(), k.detach(), v.detach(), D**-0.5
+    )
+    parts = cpu._ops(cpu.choice()["kernel"]).short_attention_backward(
+        q.detach(), k.detach(), v.detach(), w, grad, D**-0.5
+    )
+    base = parts[0].untyped_storage().data_ptr()
+    assert all(p.untyped_storage().data_ptr() == base for p in parts)
+    assert [p.storage_offset() for p in parts] == [0, H * D, 2 * H * D]
+    assert parts[0].stride() == (L * 3 * H * D, D, 3 * H * D, 1)
+
+
+def test_split_last_reuses_adjacent_gradients_and_concatenates_others() -> None:
+    x = torch.randn(2, 5, 12, requires_grad=True)
+    a, b, c = functional.split_last(x, [4, 4, 4])
+    g = torch.randn(2, 5, 12)
+    # adjacent parts of one contiguous tensor: handed back as that tensor, no copy
+    back = functional._SplitLast.backward(_ctx(x, (4, 4, 4)), *g.split(4, -1))[0]
+    assert back.data_ptr() == g.data_ptr() and torch.equal(back, g)
+    # separate tensors, or one missing: concatenated (zeros for the missing one), like torch's split
+    sep = [torch.randn(2, 5, 4) for _ in range(3)]
+    torch.testing.assert_close(
+        functional._SplitLast.backward(_ctx(x, (4, 4, 4)), *sep)[0], torch.cat(sep, -1)
+    )
+    got = functional._SplitLast.backward(_ctx(x, (4, 4, 4)), sep[0], None, sep[2])[0]
+    torch.testing.assert_close(got, torch.cat([sep[0], torch.zeros(2, 5, 4), sep[2]], -1))
+    # end to end through autograd, an unused part included
+    (a.sum() * 2 + (c * c).sum()).backward()
+    ref = torch.cat([torch.full((2, 5, 4), 2.0), torch.zeros(2, 5, 4), 2 * c.detach()], -1)
+    torch.testing.assert_close(x.grad, ref)
+    assert type(a.grad_fn).__name__ == "_SplitLastBackward"
+    assert all(p.grad_fn is None for p in functional.split_last(x.detach(), [6, 6]))  # no graph: plain views
+
+
+def _ctx(x: torch.Tensor, sizes: tuple[int, ...]):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(sizes=sizes, shape=tuple(x.shape), dtype=x.dtype, device=x.device)
+
+
+def test_mha_gradients_match_the_math_backend() -> None:
+    """mha's stacked projection, split_last and the kernel together: every parameter's gradient as with math."""
+    from polyhead.attention import create_attention
+
+    torch.manual_seed(11)
+    m = create_attention("mha", dim=16, num_heads=2)
+    x = torch.randn(8, 39, 16)
+    grads = {}
+    for backend in ("cpu", "math"):
+        m.zero_grad()
+        m.backend = backend
+        (m(x).output ** 2).sum().backward()
+        grads[backend] = {n: p.grad.clone() for n, p in m.named_parameters()}
+    for n in grads["math"]:
+        torch.testing.assert_close(grads["cpu"][n], grads["math"][n], atol=1e-4, rtol=1e-4)
+
+
 def test_double_backward_is_refused_not_wrong() -> None:
     q, k, v = (torch.randn(2, 2, 5, 8, requires_grad=True) for _ in range(3))
     (gq,) = torch.autograd.grad(attention(q, k, v, backend="cpu").sum(), q, create_graph=True)

@@ -29,6 +29,57 @@ from torch import Tensor
 BACKENDS = ("auto", "math", "sdpa", "flex", "triton", "cpu")
 
 
+def _contiguous_strides(shape: tuple[int, ...]) -> tuple[int, ...]:
+    strides, n = [], 1
+    for size in reversed(shape):
+        strides.append(n)
+        n *= max(size, 1)
+    return tuple(reversed(strides))
+
+
+class _SplitLast(torch.autograd.Function):
+    """``x.split(sizes, -1)`` for a contiguous ``x`` whose backward takes the parts' gradients as they are when
+    they already are the adjacent parts of one contiguous tensor of ``x``'s shape (the fused CPU kernel returns
+    them so for q, k and v split from one projection), instead of concatenating them into a new one."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, sizes: tuple[int, ...]) -> tuple[Tensor, ...]:  # type: ignore[override]
+        ctx.sizes, ctx.shape, ctx.dtype, ctx.device = sizes, tuple(x.shape), x.dtype, x.device
+        return tuple(x.split(list(sizes), -1))
+
+    @staticmethod
+    def backward(ctx, *grads: Tensor | None) -> tuple[Tensor, None]:  # type: ignore[override]
+        shape = ctx.shape
+        strides = _contiguous_strides(shape)
+        first = grads[0]
+        if first is not None and all(g is not None for g in grads):
+            start, storage = first.storage_offset(), first.untyped_storage().data_ptr()
+            offsets = [start + sum(ctx.sizes[:i]) for i in range(len(grads))]
+            if all(
+                g is not None
+                and g.stride() == strides
+                and g.dtype == first.dtype
+                and g.untyped_storage().data_ptr() == storage
+                and g.storage_offset() == offset
+                for g, offset in zip(grads, offsets)
+            ):
+                return first.as_strided(shape, strides, start), None
+        parts = [
+            g if g is not None else torch.zeros(*shape[:-1], size, dtype=ctx.dtype, device=ctx.device)
+            for g, size in zip(grads, ctx.sizes)
+        ]
+        return torch.cat(parts, -1), None
+
+
+def split_last(x: Tensor, sizes: list[int]) -> tuple[Tensor, ...]:
+    """``x.split(sizes, -1)`` (views); where the parts' gradients come back as adjacent parts of one tensor of
+    ``x``'s layout, as the fused CPU attention kernel returns those of q, k and v split from one projection,
+    the backward uses that tensor instead of concatenating the parts."""
+    if not x.is_contiguous() or not torch.is_grad_enabled() or not x.requires_grad:
+        return tuple(x.split(sizes, -1))
+    return cast(tuple[Tensor, ...], _SplitLast.apply(x, tuple(sizes)))
+
+
 def _check(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, bias: Tensor | None, backend: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")

@@ -61,42 +61,63 @@ inline void store_cols(const float* src, int64_t w, int64_t rows, int64_t n, T* 
   }
 }
 
-// Query-major products over NB query chunks: acc[cb] = sum_d A[d] * X[d * w + cb * W]; two partial sums per
-// chunk hide the FMA latency.
-template <int NB>
-inline void cols_dot(const float* A, int64_t D, const float* X, int64_t w, Vec* acc) {
-  Vec e[NB], o[NB];
-  for (int c = 0; c < NB; ++c) e[c] = o[c] = Vec(0.f);
-  int64_t d = 0;
-  for (; d + 1 < D; d += 2) {
-    const Vec a0(A[d]), a1(A[d + 1]);
-    for (int c = 0; c < NB; ++c) {
-      e[c] = at::vec::fmadd(a0, Vec::loadu(X + d * w + c * W), e[c]);
-      o[c] = at::vec::fmadd(a1, Vec::loadu(X + (d + 1) * w + c * W), o[c]);
+// Query-major products over NB query chunks for KJ consecutive rows A_t = A + t * aw:
+// acc[t][cb] = sum_d A_t[d] * X[d * w + cb * W]. Each X vector is loaded once for the KJ rows; KJ * NB
+// independent sums hide the FMA latency.
+template <int NB, int KJ>
+inline void cols_dot(const float* A, int64_t aw, int64_t D, const float* X, int64_t w, Vec (*acc)[NB]) {
+  for (int t = 0; t < KJ; ++t)
+    for (int c = 0; c < NB; ++c) acc[t][c] = Vec(0.f);
+  for (int64_t d = 0; d < D; ++d) {
+    Vec x[NB];
+    for (int c = 0; c < NB; ++c) x[c] = Vec::loadu(X + d * w + c * W);
+    for (int t = 0; t < KJ; ++t) {
+      const Vec a(A[t * aw + d]);
+      for (int c = 0; c < NB; ++c) acc[t][c] = at::vec::fmadd(a, x[c], acc[t][c]);
     }
   }
-  if (d < D)
-    for (int c = 0; c < NB; ++c) e[c] = at::vec::fmadd(Vec(A[d]), Vec::loadu(X + d * w + c * W), e[c]);
-  for (int c = 0; c < NB; ++c) acc[c] = e[c] + o[c];
 }
 
-// out[e * w + cb * W] = sum_j R[j * rw + e] * M[j * w + cb * W] for e < E (E a multiple of 4, R's rows zero
-// padded to it): 4 x NB independent sums per block of 4 output rows.
+// Rows per call of cols_dot: about 8 independent sums (two FMA units of 4 cycles' latency), within 16 vector
+// registers with the NB loaded X vectors.
+template <int NB>
+constexpr int rows_for() { return NB >= 3 ? 2 : 8 / NB; }
+
+// f(j, acc) for every row j < S of A (row width aw): acc[c] = the products of row j with the NB query chunks.
+template <int NB, typename F>
+inline void for_rows_dot(const float* A, int64_t aw, int64_t S, int64_t D, const float* X, int64_t w, F&& f) {
+  constexpr int KJ = rows_for<NB>();
+  Vec acc[KJ][NB];
+  int64_t j = 0;
+  for (; j + KJ <= S; j += KJ) {
+    cols_dot<NB, KJ>(A + j * aw, aw, D, X, w, acc);
+    for (int t = 0; t < KJ; ++t) f(j + t, acc[t]);
+  }
+  for (; j < S; ++j) {
+    cols_dot<NB, 1>(A + j * aw, aw, D, X, w, acc);
+    f(j, acc[0]);
+  }
+}
+
+// Output rows per block of rows_times_cols: 4 x NB accumulators + NB loads fit 32 vector registers (AVX-512,
+// NEON); AVX2's 16 take 2 rows at a time.
+constexpr int64_t RT = W == 8 ? 2 : 4;
+
 template <int NB>
 inline void rows_times_cols(const float* R, int64_t rw, int64_t E, const float* M, int64_t w, int64_t n, float* out) {
-  for (int64_t e0 = 0; e0 < E; e0 += 4) {
-    Vec acc[4][NB];
-    for (int t = 0; t < 4; ++t)
+  for (int64_t e0 = 0; e0 < E; e0 += RT) {
+    Vec acc[RT][NB];
+    for (int t = 0; t < RT; ++t)
       for (int c = 0; c < NB; ++c) acc[t][c] = Vec(0.f);
     for (int64_t j = 0; j < n; ++j) {
       Vec m[NB];
       for (int c = 0; c < NB; ++c) m[c] = Vec::loadu(M + j * w + c * W);
-      for (int t = 0; t < 4; ++t) {
+      for (int t = 0; t < RT; ++t) {
         const Vec r(R[j * rw + e0 + t]);
         for (int c = 0; c < NB; ++c) acc[t][c] = at::vec::fmadd(r, m[c], acc[t][c]);
       }
     }
-    for (int t = 0; t < 4; ++t)
+    for (int t = 0; t < RT; ++t)
       for (int c = 0; c < NB; ++c) acc[t][c].store(out + (e0 + t) * w + c * W);
   }
 }
@@ -189,18 +210,17 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
       for_query_groups(z.Lp, [&](int64_t c0, auto nb) {
         constexpr int NB = decltype(nb)::value;
         float* sc = st.data() + c0;
-        Vec acc[NB], mx[NB], sum[NB], bad[NB];
+        Vec mx[NB], sum[NB], bad[NB];
         for (int c = 0; c < NB; ++c) {
           mx[c] = -inf;
           sum[c] = bad[c] = Vec(0.f);
         }
-        for (int64_t j = 0; j < z.S; ++j) {
-          cols_dot<NB>(kr.data() + j * z.DW, z.D, qt.data() + c0, z.Lp, acc);
+        for_rows_dot<NB>(kr.data(), z.DW, z.S, z.D, qt.data() + c0, z.Lp, [&](int64_t j, const Vec* acc) {
           for (int c = 0; c < NB; ++c) {
             acc[c].store(sc + j * z.Lp + c * W);
             mx[c] = at::vec::maximum(mx[c], acc[c]);  // propagates NaN
           }
-        }
+        });
         // A NaN or +inf score gives the query NaN weights, as torch.softmax does: either shows in the max.
         for (int c = 0; c < NB; ++c) bad[c] = (mx[c] != mx[c]) | (mx[c] == inf);
         for (int64_t j = 0; j < z.S; ++j)
@@ -254,16 +274,15 @@ void backward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v
         constexpr int NB = decltype(nb)::value;
         float* dsc = ds.data() + c0;
         const float* pc = pn + c0;
-        Vec acc[NB], rs[NB];
+        Vec rs[NB];
         for (int c = 0; c < NB; ++c) rs[c] = Vec(0.f);
         // dP^T = V dO^T; rs_i = sum_j P_ij dP_ij; dS = P * (dP - rs).
-        for (int64_t j = 0; j < z.S; ++j) {
-          cols_dot<NB>(vr.data() + j * z.DvW, z.Dv, dot.data() + c0, z.Lp, acc);
+        for_rows_dot<NB>(vr.data(), z.DvW, z.S, z.Dv, dot.data() + c0, z.Lp, [&](int64_t j, const Vec* acc) {
           for (int c = 0; c < NB; ++c) {
             acc[c].store(dsc + j * z.Lp + c * W);
             rs[c] = at::vec::fmadd(Vec::loadu(pc + j * z.Lp + c * W), acc[c], rs[c]);
           }
-        }
+        });
         for (int64_t j = 0; j < z.S; ++j)
           for (int c = 0; c < NB; ++c) {
             const Vec p = Vec::loadu(pc + j * z.Lp + c * W), d = Vec::loadu(dsc + j * z.Lp + c * W);
@@ -316,6 +335,29 @@ std::tuple<at::Tensor, at::Tensor> short_attention_forward(const at::Tensor& q, 
   return {out, w};
 }
 
+// Gradient buffers for q, k, v. Where they are the heads of one self-attention projection (views of a
+// (B, L, 3 * H * D) tensor, polyhead's mha), the three gradients are the parts of one tensor of that layout,
+// so the projection's split finds them adjacent and needs no concatenation (polyhead.attention.functional.split_last);
+// otherwise each has its input's layout where that is dense, else the forward output's (B, L, H, D) order.
+std::tuple<at::Tensor, at::Tensor, at::Tensor> grads_like(const at::Tensor& q, const at::Tensor& k,
+                                                          const at::Tensor& v) {
+  const int64_t B = q.size(0), H = q.size(1), L = q.size(2), D = q.size(3), HD = H * D;
+  const bool packed = k.sizes() == q.sizes() && v.sizes() == q.sizes() && k.strides() == q.strides() &&
+                      v.strides() == q.strides() && q.is_alias_of(k) && q.is_alias_of(v) && HD > 0 &&
+                      k.storage_offset() - q.storage_offset() == HD && v.storage_offset() - k.storage_offset() == HD &&
+                      q.stride(3) == 1 && q.stride(1) == D && q.stride(2) == 3 * HD && q.stride(0) == L * 3 * HD;
+  if (packed) {
+    const at::Tensor buf = at::empty({B, L, 3 * HD}, q.options());
+    auto part = [&](int64_t i) { return buf.narrow(2, i * HD, HD).view({B, L, H, D}).transpose(1, 2); };
+    return {part(0), part(1), part(2)};
+  }
+  auto like = [](const at::Tensor& t) {
+    if (t.is_non_overlapping_and_dense()) return at::empty_like(t);
+    return at::empty({t.size(0), t.size(2), t.size(1), t.size(3)}, t.options()).transpose(1, 2);
+  };
+  return {like(q), like(k), like(v)};
+}
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> short_attention_backward(const at::Tensor& q, const at::Tensor& k,
                                                                         const at::Tensor& v, const at::Tensor& w,
                                                                         const at::Tensor& dout, double scale) {
@@ -328,7 +370,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> short_attention_backward(const at
   TORCH_CHECK(w.scalar_type() == at::kFloat && w.is_contiguous() && w.sizes() == at::IntArrayRef({B, H, S, Lp}),
               "short_attention: weights must be the forward's contiguous float32 (B, H, S, L padded to ", W,
               "), got ", w.sizes());
-  at::Tensor dq = at::empty_like(q), dk = at::empty_like(k), dv = at::empty_like(v);
+  auto [dq, dk, dv] = grads_like(q, k, v);
   if (q.scalar_type() == at::kFloat)
     backward_impl<float>(q, k, v, w, dout, dq, dk, dv, scale);
   else

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from polyhead.attention.base import AttentionBase, AttentionOutput
-from polyhead.attention.functional import attention
+from polyhead.attention.functional import attention, split_last
 from polyhead.attention.registry import register_attention
 
 
@@ -88,8 +88,8 @@ class MultiHeadAttention(AttentionBase):
             stacked = torch.cat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight])
             biases = (self.q_proj.bias, self.k_proj.bias, self.v_proj.bias)
             bias_cat = None if biases[0] is None else torch.cat(biases)
-            qx, kx, vx = F.linear(x, stacked, bias_cat).split(
-                [self.dim, self.k_proj.out_features, self.v_proj.out_features], -1
+            qx, kx, vx = split_last(
+                F.linear(x, stacked, bias_cat), [self.dim, self.k_proj.out_features, self.v_proj.out_features]
             )
         else:
             qx, kx, vx = self.q_proj(x), self.k_proj(src), self.v_proj(src)
