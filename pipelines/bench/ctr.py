@@ -43,8 +43,9 @@ CPU bf16 autocast only where the CPU has native bf16 arithmetic (AVX512-BF16 / A
 emulated and slower than float32: 0.16x DeepCTR's rows/s on an AVX2 laptop), else float32; DeepCTR has no
 such option. ``--backend`` picks polyhead's attention backend (``auto``: the fused CPU kernel chosen for this
 machine, see ``polyhead.attention.cpu.choice``). ``--capability avx2`` runs both trainers with
-``ATEN_CPU_CAPABILITY=avx2`` (PyTorch's own kernels and polyhead's portable kernel in their AVX2 builds:
-an AVX2-only machine emulated on an AVX-512 one). Every result records the capability the run found. Prints a
+``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2`` and ``MKL_ENABLE_INSTRUCTIONS=AVX2`` (PyTorch's own
+kernels, polyhead's portable kernel, oneDNN's and MKL's matrix products in their AVX2 code: an AVX2-only
+machine emulated on an AVX-512 one). Every result records the capability the run found. Prints a
 table and writes JSON.
 
     uv run --group bench python pipelines/bench/ctr.py --steps '' --threads 1   # training only
@@ -430,8 +431,12 @@ def main() -> None:
             for name in names:
                 ropts = {**opts, "seed": ns.seed + rnd}
                 env = dict(os.environ)
-                if ns.capability:  # ATen's kernels and oneDNN's (the linear layers) both limited to it
-                    env.update(ATEN_CPU_CAPABILITY=ns.capability, ONEDNN_MAX_CPU_ISA=ns.capability.upper())
+                if ns.capability:  # ATen's kernels, oneDNN's and MKL's matrix products all limited to it
+                    env.update(
+                        ATEN_CPU_CAPABILITY=ns.capability,
+                        ONEDNN_MAX_CPU_ISA=ns.capability.upper(),
+                        MKL_ENABLE_INSTRUCTIONS=ns.capability.upper(),
+                    )
                 res = subprocess.run(
                     [
                         sys.executable,

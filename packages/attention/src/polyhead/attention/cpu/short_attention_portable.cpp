@@ -235,10 +235,9 @@ void forward_impl(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
         for (int64_t j = 0; j < z.S; ++j)
           for (int c = 0; c < NB; ++c) {
             const Vec p = Vec::blendv(Vec::loadu(sc + j * z.Lp + c * W) * sum[c], nan, bad[c]);
-            p.store(sc + j * z.Lp + c * W);
             p.store(wn + j * z.Lp + c0 + c * W);  // padded queries too: the backward reads whole chunks
           }
-        rows_times_cols<NB>(vr.data(), Dv4, Dv4, sc, z.Lp, z.S, ot.data() + c0);
+        rows_times_cols<NB>(vr.data(), Dv4, Dv4, wn + c0, z.Lp, z.S, ot.data() + c0);  // O^T = V^T P^T
       });
       store_cols(ot.data(), z.Lp, z.L, z.Dv, op + so.base(b, h), so.l);
     }
