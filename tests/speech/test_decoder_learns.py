@@ -61,7 +61,9 @@ def test_attention_decoder_learns_digit_strings(tmp_path: Path) -> None:
         return torch.nn.utils.rnn.pad_sequence([f for f, _ in items], batch_first=True), lengths, [
             tok.encode(t) for _, t in items]  # fmt: skip
 
-    for _ in range(200):
+    # 300 steps: at 200 the CER sat at a transition (0.58 with 1 torch thread, 0.62 with 2, whose sums round
+    # differently) and the test's outcome depended on the machine; at 300 it was 0.06 and 0.00.
+    for _ in range(300):
         feats, lengths, targets = batch(
             [data[i] for i in torch.randint(len(data), (8,), generator=g).tolist()]
         )
@@ -83,7 +85,7 @@ def test_attention_decoder_learns_digit_strings(tmp_path: Path) -> None:
             hyps.append(tok.decode(best[0].tokens))
             refs.append(text)
     cer = float(CharErrorRate()(hyps, refs))
-    # a looping or input-blind decoder is near or above CER 1; 200 steps is far from converged
-    assert cer < 0.6, (cer, hyps[:3], refs[:3])
+    # a looping or input-blind decoder is near or above CER 1
+    assert cer < 0.4, (cer, hyps[:3], refs[:3])
     assert len(set(hyps)) >= 8  # one hypothesis per utterance, not one string for all
     assert all(len(h) <= 1.5 * len(r) + 5 for h, r in zip(hyps, refs))  # no runaway loops
