@@ -257,3 +257,23 @@ def test_auto_on_cuda_follows_the_table_for_the_call_mode() -> None:
     out_fb.float().square().mean().backward()
     assert qg.grad is not None and torch.isfinite(qg.grad).all()
     torch.testing.assert_close(out_f.float(), out_fb.detach().float(), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.slow
+def test_torch_compile_of_mha_on_cpu_matches_eager() -> None:
+    """A compiled ``mha`` layer traces on CPU (``auto`` keeps the fused kernel, whose ops have no fake-tensor
+    rules, and ``split_last``'s storage checks out of the graph) and gives eager's output and gradients."""
+    from polyhead.attention import create_attention
+
+    torch.manual_seed(3)
+    m = create_attention("mha", dim=16, num_heads=2)
+    x = torch.randn(4, 39, 16)
+    out = torch.compile(m)(x).output
+    out.pow(2).sum().backward()
+    compiled = {n: p.grad.clone() for n, p in m.named_parameters()}
+    m.zero_grad()
+    ref = m(x).output
+    ref.pow(2).sum().backward()
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    for n, p in m.named_parameters():
+        torch.testing.assert_close(compiled[n], p.grad, atol=1e-4, rtol=1e-4)

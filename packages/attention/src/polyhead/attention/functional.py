@@ -75,7 +75,12 @@ def split_last(x: Tensor, sizes: list[int]) -> tuple[Tensor, ...]:
     """``x.split(sizes, -1)`` (views); where the parts' gradients come back as adjacent parts of one tensor of
     ``x``'s layout, as the fused CPU attention kernel returns those of q, k and v split from one projection,
     the backward uses that tensor instead of concatenating the parts."""
-    if not x.is_contiguous() or not torch.is_grad_enabled() or not x.requires_grad:
+    if (
+        x.device.type != "cpu"  # only the CPU kernel returns adjacent gradients
+        or not x.is_contiguous()
+        or not (torch.is_grad_enabled() and x.requires_grad)
+        or torch.compiler.is_compiling()  # traced graphs: the plain split (no storage checks on fake tensors)
+    ):
         return tuple(x.split(sizes, -1))
     return cast(tuple[Tensor, ...], _SplitLast.apply(x, tuple(sizes)))
 
@@ -291,6 +296,8 @@ def _cpu_fused_ok(
 ) -> bool:
     if q.device.type != "cpu" or q.dtype not in (torch.float32, torch.bfloat16):
         return False
+    if torch.compiler.is_compiling():
+        return False  # the kernel's ops have no fake-tensor rules: traced graphs use math/sdpa
     if bias is not None or mask is not None or block_mask is not None or causal or kv_heads != q.shape[1]:
         return False
     from polyhead.attention import cpu
