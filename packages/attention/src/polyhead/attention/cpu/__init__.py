@@ -260,12 +260,3 @@ def choice() -> dict:
     except OSError as err:  # a read-only home: measured again next time
         log.info("polyhead: cannot cache the CPU attention choice in %s (%s)", CACHE, err)
     return result
-    cached[key] = result
-    try:
-        CACHE.parent.mkdir(parents=True, exist_ok=True)
-        tmp = CACHE.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cached, indent=1))
-        tmp.replace(CACHE)
-    except OSError as err:  # a read-only home: measured again next time
-        log.info("polyhead: cannot cache the CPU attention choice in %s (%s)", CACHE, err)
-    return result
