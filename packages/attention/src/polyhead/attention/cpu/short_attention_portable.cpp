@@ -61,18 +61,18 @@ inline void store_cols(const float* src, int64_t w, int64_t rows, int64_t n, T* 
   }
 }
 
-// Query-major products over NB query chunks for KJ consecutive rows A_t = A + t * aw:
-// acc[t][cb] = sum_d A_t[d] * X[d * w + cb * W]. Each X vector is loaded once for the KJ rows; KJ * NB
+// Query-major products over NB query chunks for KJ rows a_t of A (element d of a_t at A[t * at + d * ad]):
+// acc[t][cb] = sum_{d < D} a_t[d] * X[d * w + cb * W]. Each X vector is loaded once for the KJ rows; KJ * NB
 // independent sums hide the FMA latency.
 template <int NB, int KJ>
-inline void cols_dot(const float* A, int64_t aw, int64_t D, const float* X, int64_t w, Vec (*acc)[NB]) {
+inline void cols_dot(const float* A, int64_t at, int64_t ad, int64_t D, const float* X, int64_t w, Vec (*acc)[NB]) {
   for (int t = 0; t < KJ; ++t)
     for (int c = 0; c < NB; ++c) acc[t][c] = Vec(0.f);
   for (int64_t d = 0; d < D; ++d) {
     Vec x[NB];
     for (int c = 0; c < NB; ++c) x[c] = Vec::loadu(X + d * w + c * W);
     for (int t = 0; t < KJ; ++t) {
-      const Vec a(A[t * aw + d]);
+      const Vec a(A[t * at + d * ad]);
       for (int c = 0; c < NB; ++c) acc[t][c] = at::vec::fmadd(a, x[c], acc[t][c]);
     }
   }
@@ -92,11 +92,11 @@ inline void for_rows_dot(const float* A, int64_t aw, int64_t S, int64_t D, const
   Vec acc[KJ][NB];
   int64_t j = 0;
   for (; j + KJ <= S; j += KJ) {
-    cols_dot<NB, KJ>(A + j * aw, aw, D, X, w, acc);
+    cols_dot<NB, KJ>(A + j * aw, aw, 1, D, X, w, acc);
     for (int t = 0; t < KJ; ++t) f(j + t, acc[t]);
   }
   for (; j < S; ++j) {
-    cols_dot<NB, 1>(A + j * aw, aw, D, X, w, acc);
+    cols_dot<NB, 1>(A + j * aw, aw, 1, D, X, w, acc);
     f(j, acc[0]);
   }
 }
@@ -105,20 +105,13 @@ inline void for_rows_dot(const float* A, int64_t aw, int64_t S, int64_t D, const
 // NEON); AVX2's 16 take 2 rows at a time.
 constexpr int64_t RT = W == 8 ? 2 : 4;
 
+// out[e * w + cb * W] = sum_j R[j * rw + e] * M[j * w + cb * W] for e < E (E a multiple of RT, R's rows zero
+// padded to it): cols_dot over the columns of R, RT of them at a time.
 template <int NB>
 inline void rows_times_cols(const float* R, int64_t rw, int64_t E, const float* M, int64_t w, int64_t n, float* out) {
   for (int64_t e0 = 0; e0 < E; e0 += RT) {
     Vec acc[RT][NB];
-    for (int t = 0; t < RT; ++t)
-      for (int c = 0; c < NB; ++c) acc[t][c] = Vec(0.f);
-    for (int64_t j = 0; j < n; ++j) {
-      Vec m[NB];
-      for (int c = 0; c < NB; ++c) m[c] = Vec::loadu(M + j * w + c * W);
-      for (int t = 0; t < RT; ++t) {
-        const Vec r(R[j * rw + e0 + t]);
-        for (int c = 0; c < NB; ++c) acc[t][c] = at::vec::fmadd(r, m[c], acc[t][c]);
-      }
-    }
+    cols_dot<NB, RT>(R + e0, 1, rw, n, M, w, acc);
     for (int t = 0; t < RT; ++t)
       for (int c = 0; c < NB; ++c) acc[t][c].store(out + (e0 + t) * w + c * W);
   }
