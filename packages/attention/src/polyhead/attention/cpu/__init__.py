@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("short_attention.cpp")
 PORTABLE_SOURCE = Path(__file__).with_name("short_attention_portable.cpp")
+GRADS_HEADER = Path(__file__).with_name("short_attention_grads.h")  # included by both
 # OpenMP: without it at::parallel_for (an OpenMP pragma in ATen's headers) runs serially.
 OPENMP = ["-fopenmp"]
 AVX512_FLAGS = ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mfma"]
@@ -158,7 +159,9 @@ def _fingerprint() -> str:
                 break
     except OSError:
         pass
-    src = hashlib.sha256(SOURCE.read_bytes() + PORTABLE_SOURCE.read_bytes()).hexdigest()[:12]
+    src = hashlib.sha256(
+        b"".join(p.read_bytes() for p in (SOURCE, PORTABLE_SOURCE, GRADS_HEADER))
+    ).hexdigest()[:12]
     return f"{cpu}|{capability()}|torch {torch.__version__}|{src}|threads {torch.get_num_threads()}"
 
 
